@@ -1,0 +1,28 @@
+# The two commands of the README: `make run` (the main job on the embedded default) and `make test`.
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+export RECSYS_DATA_DIR ?= $(CURDIR)/data
+
+.PHONY: run test venv lint
+
+venv: $(VENV)/.installed
+
+# torch goes first, pinned: an unpinned torch (asked for by sentence-transformers) is a multi-GB CUDA build.
+$(VENV)/.installed: requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -r requirements.txt
+	$(BIN)/pip install --quiet --no-deps -e .
+	touch $@
+
+run: venv
+	$(BIN)/recsys generate --preset demo --seed 1 --keep-existing
+	$(BIN)/recsys pipeline
+
+lint: venv
+	$(BIN)/ruff check .
+
+test: venv lint
+	$(BIN)/python -m pytest

@@ -1,0 +1,103 @@
+"""The ``recsys`` command line: one sub-command per product step."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import sys
+
+from tqdm import tqdm
+
+from recsys.config import ConfigError, load_settings
+
+
+def _rows_bar(description: str):
+    """A tqdm bar fed with (done, total) calls; returns (callback, bar)."""
+    bar = tqdm(desc=description, unit=" rows", unit_scale=True, dynamic_ncols=True, file=sys.stderr)
+
+    def update(done: int, total: int) -> None:
+        bar.total = max(total, done)
+        bar.update(done - bar.n)
+
+    return update, bar
+
+
+def cmd_generate(args, settings) -> int:
+    from recsys.generate import PRESETS, SourceNotEmptyError, generate_into
+    from recsys.sources import open_source
+
+    source = open_source(settings.source_url)
+    if args.keep_existing and "feed_data" in source.columns() and source.row_count("feed_data"):
+        logging.info("%s already holds data; keeping it (--keep-existing)", source.url.display)
+        return 0
+    update, bar = _rows_bar(f"generate {args.preset}")
+    try:
+        summary = generate_into(
+            source, PRESETS[args.preset], args.seed, args.replace, settings.ground_truth_dir, progress=update
+        )
+    except SourceNotEmptyError as error:
+        bar.close()
+        logging.error("%s", error)
+        return 2
+    bar.close()
+    print(json.dumps(summary))
+    return 0
+
+
+def cmd_extract(args, settings) -> int:
+    from recsys.extract import extract
+
+    update, bar = _rows_bar("extract feed_data")
+    try:
+        path = extract(settings, date=args.date, progress=update)
+    finally:
+        bar.close()
+    print(path)
+    return 0
+
+
+def cmd_pipeline(args, settings) -> int:
+    """Every nightly step, in order, in this process (the DAG runs the same functions)."""
+    return cmd_extract(args, settings)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="recsys", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    generate = commands.add_parser("generate", help="fill RECSYS_SOURCE_URL with generated data")
+    generate.add_argument("--preset", choices=("tiny", "demo", "full"), default="demo")
+    generate.add_argument("--seed", type=int, default=0)
+    generate.add_argument("--replace", action="store_true", help="overwrite tables that already hold data")
+    generate.add_argument("--keep-existing", action="store_true", help="do nothing if the source holds data")
+    generate.set_defaults(run=cmd_generate)
+
+    for name, run, text in (
+        ("extract", cmd_extract, "copy the source tables into a dated, validated Parquet snapshot"),
+        ("pipeline", cmd_pipeline, "run every nightly step in this process"),
+    ):
+        command = commands.add_parser(name, help=text)
+        command.add_argument("--date", type=dt.date.fromisoformat, default=None,
+                             help="the snapshot's date, YYYY-MM-DD (default: today, UTC)")  # fmt: skip
+        command.set_defaults(run=run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except ConfigError as error:
+        print(f"recsys: {error}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from recsys.extract import DataValidationError
+    from recsys.sources import SourceError
+
+    try:
+        return args.run(args, settings)
+    except (DataValidationError, SourceError) as error:
+        logging.error("%s", error)
+        return 1
