@@ -74,15 +74,25 @@ def test_postgres_round_trip_keeps_quotes_newlines_nulls_and_empty_strings(postg
     assert _round_trip(postgres_url).equals(TRICKY_POSTS)
 
 
-def test_postgres_timestamptz_is_read_as_utc(postgres_url):
+def test_postgres_timestamps_are_utc_whatever_the_server_time_zone(postgres_url):
+    """timestamptz is converted to UTC; a plain timestamp is taken as it is, not shifted."""
     with psycopg2.connect(postgres_url) as con, con.cursor() as cur:
+        cur.execute("SELECT current_database()")
+        cur.execute(f"ALTER DATABASE {cur.fetchone()[0]} SET timezone TO 'Asia/Tokyo'")
         cur.execute('CREATE TABLE feed_data ("timestamp" timestamptz, user_id bigint, post_id int, '
                     "action text, target smallint)")
         cur.execute("INSERT INTO feed_data VALUES ('2021-10-01 09:30:00+03', 1, 2, 'view', 0)")
+        cur.execute('CREATE TABLE plain AS SELECT "timestamp" AT TIME ZONE \'UTC\' AS "timestamp", user_id, '
+                    "post_id, action, target FROM feed_data")
     source = open_source(postgres_url)
-    (batch,) = source.stream("feed_data", source.columns()["feed_data"])
-    assert batch.schema == arrow_schema("feed_data")
-    assert batch.column("timestamp")[0].as_py() == dt.datetime(2021, 10, 1, 6, 30)
+    (zoned,) = source.stream("feed_data", source.columns()["feed_data"])
+    assert zoned.schema == arrow_schema("feed_data")
+    assert zoned.column("timestamp")[0].as_py() == dt.datetime(2021, 10, 1, 6, 30)
+    with psycopg2.connect(postgres_url) as con, con.cursor() as cur:
+        cur.execute("DROP TABLE feed_data")
+        cur.execute("ALTER TABLE plain RENAME TO feed_data")
+    (plain,) = source.stream("feed_data", source.columns()["feed_data"])
+    assert plain.column("timestamp")[0].as_py() == dt.datetime(2021, 10, 1, 6, 30)
 
 
 def test_unreachable_postgres_is_a_clear_error(postgres_server):
