@@ -46,29 +46,26 @@ def cmd_generate(args, settings) -> int:
     return 0
 
 
-def cmd_extract(args, settings) -> int:
+def _extract(args, settings):
     from recsys.extract import extract
 
     update, bar = _rows_bar("extract feed_data")
     try:
-        path = extract(settings, date=args.date, progress=update)
+        return extract(settings, date=args.date, progress=update)
     finally:
         bar.close()
-    print(path)
+
+
+def cmd_extract(args, settings) -> int:
+    print(_extract(args, settings))
     return 0
 
 
 def cmd_pipeline(args, settings) -> int:
     """Every nightly step, in order, in this process (the DAG runs the same functions)."""
     from recsys import training
-    from recsys.extract import extract
 
-    update, bar = _rows_bar("extract feed_data")
-    try:
-        extract_path = extract(settings, date=args.date, progress=update)
-    finally:
-        bar.close()
-    version = training.run(settings, extract_path)
+    version = training.run(settings, _extract(args, settings))
     print(f"published models {version}; evaluation: {settings.evaluations_dir / version / 'evaluation.png'}")
     return 0
 

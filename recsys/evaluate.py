@@ -290,7 +290,7 @@ def plot_report(report: dict, path) -> None:
         ax.set_title("expected HitRate@5 as a share of the oracle")
         ax.set_ylim(0, 1.05)
         for x, share in enumerate(shares):
-            ax.text(x, (share or 0) + 0.01, f"{share:.2f}" if share is not None else "", ha="center")
+            ax.text(x, (share or 0) + 0.01, f"{share:.3f}" if share is not None else "", ha="center")
     for row in axes:
         for a in row:
             a.tick_params(axis="x", rotation=20)

@@ -46,6 +46,16 @@ COHORT_SQL = (
     "WHEN age < 45 THEN 'a35-44' ELSE 'a45+' END, '/', gender)"
 )
 COHORT_PRIOR_VIEWS, CITY_TOPIC_PRIOR_VIEWS = 30, 50
+# Daily cumulative history: table -> (key columns, rows). The cohort and city tables hold what
+# users like this one liked: the demographic side of taste, learned from history.
+HISTORY_TABLES = {
+    "global_days": ("", "views"),
+    "user_days": ("user_id", "views"),
+    "user_topic_days": ("user_id, topic", "views JOIN posts USING (post_id)"),
+    "post_days": ("post_id", "views"),
+    "cohort_post_days": ("post_id, cohort", "views JOIN users USING (user_id)"),
+    "city_topic_days": ("city, topic", "views JOIN posts USING (post_id) JOIN users USING (user_id)"),
+}
 # Pseudo-counts of the smoothed rates: a rate is pulled toward its prior until this many views.
 USER_PRIOR_VIEWS, TOPIC_PRIOR_VIEWS, POST_PRIOR_VIEWS = 20, 10, 50
 
@@ -113,39 +123,14 @@ class FeatureStore:
         return self.con.execute("SELECT min(day), max(day) FROM views").fetchone()
 
     def _build_history(self) -> None:
-        cumulative = "OVER (PARTITION BY {key} ORDER BY day)"
-        self.con.execute(f"""
-            CREATE TABLE user_days AS
-            SELECT user_id, day, sum(count(*)) {cumulative.format(key='user_id')} AS views,
-                   sum(sum(target)) {cumulative.format(key='user_id')} AS likes,
-                   count(*) {cumulative.format(key='user_id')} AS active_days
-            FROM views GROUP BY user_id, day""")
-        self.con.execute(f"""
-            CREATE TABLE user_topic_days AS
-            SELECT user_id, topic, day, sum(count(*)) {cumulative.format(key='user_id, topic')} AS views,
-                   sum(sum(target)) {cumulative.format(key='user_id, topic')} AS likes
-            FROM views JOIN posts USING (post_id) GROUP BY user_id, topic, day""")
-        self.con.execute(f"""
-            CREATE TABLE post_days AS
-            SELECT post_id, day, sum(count(*)) {cumulative.format(key='post_id')} AS views,
-                   sum(sum(target)) {cumulative.format(key='post_id')} AS likes
-            FROM views GROUP BY post_id, day""")
-        # What users like this one (same city; same age band and gender) liked: the demographic
-        # side of taste, per topic and per post, learned from history rather than from the user.
-        self.con.execute(f"""
-            CREATE TABLE city_topic_days AS
-            SELECT city, topic, day, sum(count(*)) {cumulative.format(key='city, topic')} AS views,
-                   sum(sum(target)) {cumulative.format(key='city, topic')} AS likes
-            FROM views JOIN posts USING (post_id) JOIN users USING (user_id) GROUP BY city, topic, day""")
-        self.con.execute(f"""
-            CREATE TABLE cohort_post_days AS
-            SELECT post_id, cohort, day, sum(count(*)) {cumulative.format(key='post_id, cohort')} AS views,
-                   sum(sum(target)) {cumulative.format(key='post_id, cohort')} AS likes
-            FROM views JOIN users USING (user_id) GROUP BY post_id, cohort, day""")
-        self.con.execute("""
-            CREATE TABLE global_days AS
-            SELECT day, sum(count(*)) OVER (ORDER BY day) AS views, sum(sum(target)) OVER (ORDER BY day) AS likes
-            FROM views GROUP BY day""")
+        """Per key and day: views and likes of all days up to and including that day."""
+        for table, (keys, source) in HISTORY_TABLES.items():
+            window = f"OVER ({f'PARTITION BY {keys} ' if keys else ''}ORDER BY day)"
+            self.con.execute(f"""
+                CREATE TABLE {table} AS
+                SELECT {keys + ',' if keys else ''} day, sum(count(*)) {window} AS views,
+                       sum(sum(target)) {window} AS likes, count(*) {window} AS active_days
+                FROM {source} GROUP BY {keys + ',' if keys else ''} day""")
 
     def _build_profiles(self, variant: str, unit_vectors: np.ndarray) -> None:
         """Per user, cohort and city and day: cumulative sums of liked and of viewed posts' unit vectors."""

@@ -11,6 +11,7 @@ Training data are views only (never the duplicated ``like`` rows); the target is
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from pathlib import Path
 
@@ -70,6 +71,7 @@ def train(kind: str, train_frame: pd.DataFrame, train_target, valid_frame: pd.Da
         Pool(train_frame[columns], np.asarray(train_target), cat_features=categorical),
         eval_set=Pool(valid_frame[columns], np.asarray(valid_target), cat_features=categorical),
         verbose=max(1, params["iterations"] // 5),
+        log_cout=sys.stderr,  # progress goes where logs go; stdout stays for results
     )
     seconds = time.perf_counter() - started
     log.info("trained %s on %s rows in %.1f s (best iteration %d, valid AUC %.4f)", kind, f"{len(train_frame):,}",

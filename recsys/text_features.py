@@ -65,8 +65,9 @@ def sentence_embeddings(texts: list[str], model_path: str, cache_dir: Path, prog
         vectors = np.stack(table.column("vector").to_numpy(zero_copy_only=False))
         cached = dict(zip(table.column("text_hash").to_pylist(), vectors, strict=True))
     missing = {h: t for h, t in zip(hashes, texts, strict=True) if h not in cached}
-    log.info("embeddings: %d texts, %d cached, %d to embed with %s", len(texts), len(texts) - len(missing),
-             len(missing), model_path)  # fmt: skip
+    distinct = len(set(hashes))
+    log.info("embeddings: %d texts (%d distinct), %d cached, %d to embed with %s", len(texts), distinct,
+             distinct - len(missing), len(missing), model_path)  # fmt: skip
     if missing:
         started = time.perf_counter()
         model = _load_model(model_path)
