@@ -66,6 +66,7 @@ def main() -> None:
     parser.add_argument("--extract", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--ground-truth", type=Path, help="the generator's ground truth for expected HitRate")
+    parser.add_argument("--embedding-cache", type=Path, help="start from this cache and skip the embedding timings")
     args = parser.parse_args()
     shutil.rmtree(args.out, ignore_errors=True)
     args.out.mkdir(parents=True)
@@ -73,8 +74,12 @@ def main() -> None:
         shutil.copytree(args.ground_truth, args.out / "ground_truth")
     env = {"RECSYS_DATA_DIR": str(args.out), "PYTHONPATH": str(REPO)}
     extract = str(args.extract.resolve())
-    rows = [timed("embed all posts, cold cache", EMBED, extract, env=env),
-            timed("embed all posts, warm cache", EMBED, extract, env=env)]  # fmt: skip
+    if args.embedding_cache:
+        shutil.copytree(args.embedding_cache, args.out / "cache")
+        rows = []
+    else:
+        rows = [timed("embed all posts, cold cache", EMBED, extract, env=env),
+                timed("embed all posts, warm cache", EMBED, extract, env=env)]  # fmt: skip
     prepared = timed("prepare (text vectors, split, samples)", PREPARE, extract, env=env)
     rows.append(prepared)
     version_dir = prepared["stdout"].splitlines()[-1]

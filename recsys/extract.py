@@ -24,7 +24,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -32,7 +31,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from recsys.config import Settings
-from recsys.sources import PRIMARY_KEYS, TABLES, Source, arrow_schema, logical_type, open_source
+from recsys.sources import PRIMARY_KEYS, TABLES, Source, arrow_schema, logical_type, open_source, quiet_duckdb
 
 log = logging.getLogger(__name__)
 
@@ -245,7 +244,7 @@ def _extract_into(staging: Path, source: Source, store_types, settings: Settings
         if n:
             log.warning("feed_data: dropped %s rows with %s (RECSYS_ORPHAN_ROWS=drop)", f"{n:,}", reason)
 
-    con = duckdb.connect()
+    con = quiet_duckdb()
     try:
         tables = {}
         for table, glob in (

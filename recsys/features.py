@@ -24,9 +24,10 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pandas as pd
+
+from recsys.sources import quiet_duckdb
 
 log = logging.getLogger(__name__)
 
@@ -96,25 +97,28 @@ def _normalized(vectors: np.ndarray) -> np.ndarray:
 class FeatureStore:
     """One extract in DuckDB, with the daily cumulative history tables built once."""
 
-    def __init__(self, extract_path: Path, post_vectors: dict[str, np.ndarray]):
-        """post_vectors: text components per variant, rows in the order of post_text_df."""
+    def __init__(self, extract_path: Path, post_ids: np.ndarray, post_vectors: dict[str, np.ndarray]):
+        """post_vectors: text components per variant, one row per post in the order of post_ids."""
         self.path = extract_path
-        self.con = duckdb.connect()
+        self.con = quiet_duckdb()
+        self.post_ids = np.asarray(post_ids)
+        self.post_vectors = post_vectors
         feed = extract_path / "feed_data" / "*" / "*.parquet"
         self.con.execute(
             f"CREATE TABLE users AS SELECT *, {COHORT_SQL} AS cohort "
             f"FROM read_parquet('{extract_path / 'user_data.parquet'}')"
         )
+        order = pd.DataFrame({"post_id": self.post_ids, "post_index": np.arange(len(self.post_ids))})
+        self.con.register("post_order", order)
         self.con.execute(
-            f"CREATE TABLE posts AS SELECT row_number() OVER () - 1 AS post_index, * "
-            f"FROM read_parquet('{extract_path / 'post_text_df.parquet'}')"
+            "CREATE TABLE posts AS SELECT p.*, o.post_index "
+            f"FROM read_parquet('{extract_path / 'post_text_df.parquet'}') p LEFT JOIN post_order o USING (post_id)"
         )
+        self.con.unregister("post_order")
         self.con.execute(
             "CREATE VIEW views AS SELECT user_id, post_id, timestamp, target, day "
             f"FROM read_parquet('{feed}', hive_partitioning = true) WHERE action = 'view'"
         )
-        self.post_ids = self.con.execute("SELECT post_id FROM posts ORDER BY post_index").fetchnumpy()["post_id"]
-        self.post_vectors = post_vectors
         self._build_history()
         for variant, vectors in post_vectors.items():
             self._build_profiles(variant, _normalized(vectors))

@@ -140,7 +140,7 @@ class Generated:
     users: pa.Table
     posts: pa.Table
     truth: GroundTruth
-    views_per_user: np.ndarray  # planned active days and sessions -> expected workload
+    views_per_user: np.ndarray  # expected views of each user (the progress total)
     feed_chunks: Callable  # () -> iterator of feed_data Arrow tables
 
 

@@ -59,6 +59,15 @@ class SourceError(RuntimeError):
     """The source cannot be reached or does not hold what the product needs."""
 
 
+def quiet_duckdb(database: str = ":memory:", read_only: bool = False):
+    """A DuckDB connection that prints no progress bar (library code keeps stdout for results)."""
+    import duckdb
+
+    con = duckdb.connect(database, read_only=read_only)
+    con.execute("SET enable_progress_bar = false")
+    return con
+
+
 def arrow_schema(table: str) -> pa.Schema:
     return pa.schema([(name, ARROW_TYPES[kind]) for name, kind in TABLES[table]])
 
@@ -190,12 +199,10 @@ class DuckDBSource(Source):
         self._writer = None
 
     def _connect(self, read_only: bool):
-        import duckdb
-
         if read_only and not self.path.exists():
             raise SourceError(f"DuckDB source file {self.path} does not exist (RECSYS_SOURCE_URL={self.url.display})")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        return duckdb.connect(str(self.path), read_only=read_only)
+        return quiet_duckdb(str(self.path), read_only=read_only)
 
     @contextmanager
     def writer(self):

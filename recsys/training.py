@@ -63,7 +63,7 @@ def prepare(settings, extract_path: Path) -> Path:
             table[f"{variant}_{j}"] = matrix[:, j]
     table.to_parquet(version_dir / "post_vectors.parquet", index=False)
 
-    store = FeatureStore(extract_path, vectors)
+    store = FeatureStore(extract_path, posts["post_id"].to_numpy(), vectors)
     split = time_split(*store.days(), settings.valid_days, settings.test_days)
     train = sample_views(store, *split.train, settings.train_rows, settings.seed)
     valid = sample_views(store, *split.valid, max(1_000, settings.train_rows // 4), settings.seed)
@@ -92,7 +92,8 @@ def load_version(version_dir: Path) -> tuple[FeatureStore, Split]:
         variant: table[[f"{variant}_{j}" for j in range(dims)]].to_numpy(np.float32)
         for variant, dims in manifest["text_dimensions"].items()
     }
-    return FeatureStore(Path(manifest["extract"]), vectors), load_version_split(version_dir)
+    store = FeatureStore(Path(manifest["extract"]), table["post_id"].to_numpy(), vectors)
+    return store, load_version_split(version_dir)
 
 
 def train_model(version_dir: Path, kind: str, settings, store: FeatureStore | None = None) -> dict:

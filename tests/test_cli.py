@@ -37,21 +37,21 @@ def test_generate_then_extract_writes_a_dated_extract(tmp_path):
     assert manifest["tables"]["feed_data"]["rows"] == summary["feed_rows"]
 
 
-def test_pipeline_publishes_or_keeps_the_previous_version(tmp_path):
+def test_pipeline_runs_every_step_and_the_gate_decides(tmp_path):
+    """A gate no model can pass: the run fails naming the numbers and nothing is published.
+
+    (Publishing is tested in test_training.py, where the gate's inputs are under the test's control.)
+    """
     env = {"RECSYS_DATA_DIR": str(tmp_path / "data"), "RECSYS_SOURCE_URL": f"duckdb:///{tmp_path / 'source.duckdb'}",
            "RECSYS_CATBOOST_ITERATIONS": "30", "RECSYS_TRAIN_ROWS": "5000", "RECSYS_EVAL_USERS": "40",
-           "RECSYS_MIN_HITRATE": "0"}  # fmt: skip
+           "RECSYS_MIN_HITRATE": "0.99"}  # fmt: skip
     assert recsys("generate", "--preset", "tiny", "--seed", "8", env=env).returncode == 0
-    first = recsys("pipeline", "--date", "2021-11-01", env=env)
-    assert first.returncode == 0, first.stderr
-    version = (tmp_path / "data" / "models" / "CURRENT").read_text().strip()
-    assert f"published models {version}" in first.stdout
-    assert "replay HR@5" in first.stderr  # the evaluation table in the log
-
-    strict = recsys("pipeline", "--date", "2021-11-02", env={**env, "RECSYS_MIN_HITRATE": "0.99"})
+    strict = recsys("pipeline", "--date", "2021-11-01", env=env)
     assert strict.returncode == 1
-    assert "is below RECSYS_MIN_HITRATE 0.99" in strict.stderr and f"still serving {version}" in strict.stderr
-    assert (tmp_path / "data" / "models" / "CURRENT").read_text().strip() == version
+    assert "replay HR@5" in strict.stderr  # the evaluation table in the log
+    assert "is below RECSYS_MIN_HITRATE 0.99" in strict.stderr and "still serving nothing" in strict.stderr
+    assert not (tmp_path / "data" / "models" / "CURRENT").exists()
+    assert list((tmp_path / "data" / "evaluations").glob("*/evaluation.png"))
 
     evaluated = recsys("evaluate", env=env)
     assert evaluated.returncode == 0 and "oracle" in evaluated.stdout

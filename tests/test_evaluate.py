@@ -58,8 +58,9 @@ def test_mean_ci():
 @pytest.fixture(scope="module")
 def scored(tiny_extract):
     extract, truth_dir = tiny_extract
-    texts = pq.read_table(extract / "post_text_df.parquet").column("text").to_pylist()
-    store = FeatureStore(extract, {"control": tfidf_components(texts)})
+    posts = pq.read_table(extract / "post_text_df.parquet")
+    store = FeatureStore(extract, posts.column("post_id").to_numpy(),
+                         {"control": tfidf_components(posts.column("text").to_pylist())})  # fmt: skip
     truth = GroundTruth.load(truth_dir)
     rankers = {"random": RandomRanker(0), "another_random": RandomRanker(99), "popular": PopularRanker(),
                "oracle": OracleRanker(truth)}  # fmt: skip

@@ -16,8 +16,8 @@ from recsys.text_features import tfidf_components
 @pytest.fixture(scope="module")
 def vectors(tiny_extract):
     path, _ = tiny_extract
-    texts = pq.read_table(path / "post_text_df.parquet").column("text").to_pylist()
-    return {"control": tfidf_components(texts)}
+    posts = pq.read_table(path / "post_text_df.parquet")
+    return posts.column("post_id").to_numpy(), {"control": tfidf_components(posts.column("text").to_pylist())}
 
 
 def truncated_copy(extract, before: pd.Timestamp, target):
@@ -37,8 +37,8 @@ def truncated_copy(extract, before: pd.Timestamp, target):
 def test_deleting_all_events_after_t_changes_no_feature_at_t(tiny_extract, vectors, tmp_path, moment):
     extract, _ = tiny_extract
     t = pd.Timestamp(moment)
-    full = FeatureStore(extract, vectors)
-    cut = FeatureStore(truncated_copy(extract, t, tmp_path / "cut"), vectors)
+    full = FeatureStore(extract, *vectors)
+    cut = FeatureStore(truncated_copy(extract, t, tmp_path / "cut"), *vectors)
     users = full.con.execute("SELECT DISTINCT user_id FROM views ORDER BY 1 LIMIT 60").fetchnumpy()["user_id"]
     examples = pd.DataFrame({"user_id": np.repeat(users, 40), "post_id": np.tile(full.post_ids[:40], len(users))})
     examples["timestamp"] = t
@@ -53,7 +53,7 @@ def test_deleting_all_events_after_t_changes_no_feature_at_t(tiny_extract, vecto
 def test_an_example_never_sees_its_own_outcome(tiny_extract, vectors):
     """A view's own like counts in the user's and post's history only from the next day on."""
     extract, _ = tiny_extract
-    store = FeatureStore(extract, vectors)
+    store = FeatureStore(extract, *vectors)
     view = store.con.execute(
         "SELECT user_id, post_id, timestamp FROM views WHERE target = 1 ORDER BY timestamp LIMIT 1"
     ).df()
@@ -64,11 +64,21 @@ def test_an_example_never_sees_its_own_outcome(tiny_extract, vectors):
 
 
 def test_unknown_users_and_posts_get_empty_history_not_errors(tiny_extract, vectors):
-    store = FeatureStore(tiny_extract[0], vectors)
+    store = FeatureStore(tiny_extract[0], *vectors)
     frame = store.features(pd.DataFrame({"user_id": [10**8], "post_id": [10**8],
                                          "timestamp": [pd.Timestamp("2021-10-10 12:00")]}), "control")  # fmt: skip
     row = frame.iloc[0]
     assert row["city"] == "" and row["topic"] == "" and row["user_views"] == 0 and np.isnan(row["text_0"])
+
+
+def test_text_vectors_follow_post_ids_not_row_order(tiny_extract, vectors):
+    post_ids, by_space = vectors
+    reverse = {space: matrix[::-1] for space, matrix in by_space.items()}
+    examples = pd.DataFrame({"user_id": 0, "post_id": post_ids[:5], "timestamp": pd.Timestamp("2021-10-05")})
+    forward = FeatureStore(tiny_extract[0], post_ids, by_space).features(examples, "control")
+    backward = FeatureStore(tiny_extract[0], post_ids[::-1], reverse).features(examples, "control")
+    pd.testing.assert_frame_equal(forward, backward)
+    assert forward["text_0"].to_numpy() == pytest.approx(by_space["control"][:5, 0])
 
 
 def test_time_split_keeps_test_days_last_and_apart():
@@ -81,7 +91,7 @@ def test_time_split_keeps_test_days_last_and_apart():
 
 
 def test_training_sample_covers_the_population_and_is_repeatable(tiny_extract, vectors):
-    store = FeatureStore(tiny_extract[0], vectors)
+    store = FeatureStore(tiny_extract[0], *vectors)
     first, last = dt.date(2021, 10, 1), dt.date(2021, 10, 10)
     sample = sample_views(store, first, last, max_rows=4_000, seed=1)
     (total_users,) = store.con.execute(
