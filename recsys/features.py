@@ -120,8 +120,7 @@ class FeatureStore:
             f"FROM read_parquet('{feed}', hive_partitioning = true) WHERE action = 'view'"
         )
         self._build_history()
-        for variant, vectors in post_vectors.items():
-            self._build_profiles(variant, _normalized(vectors))
+        self._profiles_built: set[str] = set()  # per text space, built on first use: a task needs one
 
     def days(self) -> tuple[dt.date, dt.date]:
         return self.con.execute("SELECT min(day), max(day) FROM views").fetchone()
@@ -136,8 +135,12 @@ class FeatureStore:
                        sum(sum(target)) {window} AS likes, count(*) {window} AS active_days
                 FROM {source} GROUP BY {keys + ',' if keys else ''} day""")
 
-    def _build_profiles(self, variant: str, unit_vectors: np.ndarray) -> None:
+    def _build_profiles(self, variant: str) -> None:
         """Per user, cohort and city and day: cumulative sums of liked and of viewed posts' unit vectors."""
+        if variant in self._profiles_built:
+            return
+        self._profiles_built.add(variant)
+        unit_vectors = _normalized(self.post_vectors[variant])
         dims = unit_vectors.shape[1]
         vectors = pd.DataFrame(unit_vectors, columns=[f"v{j}" for j in range(dims)])
         vectors.insert(0, "post_id", self.post_ids)
@@ -161,6 +164,7 @@ class FeatureStore:
 
         as_of_day: the day whose start bounds the history (default: each example's own day).
         """
+        self._build_profiles(variant)
         frame = examples[["user_id", "post_id", "timestamp"]].copy()
         frame["example"] = np.arange(len(frame))
         if as_of_day is None:
