@@ -39,10 +39,15 @@ class QualityGateError(RuntimeError):
     """A model did not reach the quality bar; nothing was published."""
 
 
-def _write_json(path: Path, data: dict) -> None:
-    partial = path.with_suffix(path.suffix + ".partial")
-    partial.write_text(json.dumps(data, indent=2, default=str))
+def _write_atomically(path: Path, text: str) -> None:
+    """Readers see the old file or the new one, never a half-written one."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    partial.write_text(text)
     partial.replace(path)
+
+
+def _write_json(path: Path, data: dict) -> None:
+    _write_atomically(path, json.dumps(data, indent=2, default=str))
 
 
 def read_manifest(version_dir: Path) -> dict:
@@ -202,10 +207,7 @@ def gate_and_publish(version_dir: Path, settings) -> str:
             f"version {version_dir.name} not published ({'; '.join(failures)}); "
             f"still serving {kept or 'nothing (no version was ever published)'}"
         )
-    pointer = settings.models_dir / CURRENT
-    partial = pointer.with_name(f".{CURRENT}.{os.getpid()}")
-    partial.write_text(version_dir.name + "\n")
-    partial.replace(pointer)  # atomic: readers see the old version or the new one
+    _write_atomically(settings.models_dir / CURRENT, version_dir.name + "\n")
     log.info("published models %s", version_dir.name)
     return version_dir.name
 
