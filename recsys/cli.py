@@ -61,12 +61,72 @@ def cmd_extract(args, settings) -> int:
     return 0
 
 
+def _precompute(settings) -> str:
+    from recsys import precompute
+
+    bar = tqdm(desc="precompute", unit=" users", unit_scale=True, dynamic_ncols=True, file=sys.stderr)
+    try:
+        return precompute.run(settings, progress=bar.update)
+    finally:
+        bar.close()
+
+
 def cmd_pipeline(args, settings) -> int:
     """Every nightly step, in order, in this process (the DAG runs the same functions)."""
     from recsys import training
 
     version = training.run(settings, _extract(args, settings))
     print(f"published models {version}; evaluation: {settings.evaluations_dir / version / 'evaluation.png'}")
+    print(f"published snapshot {_precompute(settings)}")
+    return 0
+
+
+def cmd_precompute(args, settings) -> int:
+    """Rank every user's posts with the published models and publish a new snapshot."""
+    print(f"published snapshot {_precompute(settings)}")
+    return 0
+
+
+def cmd_snapshots(args, settings) -> int:
+    from recsys import snapshot
+
+    current = snapshot.current_id(settings)
+    for name in snapshot.published(settings):
+        print(f"{'*' if name == current else ' '} {name}")
+    return 0
+
+
+def cmd_rollback(args, settings) -> int:
+    from recsys import snapshot
+
+    print(f"serving snapshot {snapshot.rollback(settings, args.to)}")
+    return 0
+
+
+def cmd_serve(args, settings) -> int:
+    import uvicorn
+
+    from api.app import create_app
+
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level=settings.log_level.lower(),
+                access_log=False)  # fmt: skip
+    return 0
+
+
+def cmd_query(args, settings) -> int:
+    """Run SQL over the current artifacts and print the result."""
+    import duckdb
+
+    from recsys import catalog
+
+    con = catalog.connect(settings)
+    try:
+        result = con.sql(args.sql)
+    except duckdb.Error as error:
+        logging.error("query failed: %s (views: %s)", str(error).strip(), ", ".join(catalog.VIEWS))
+        return 2
+    if result is not None:
+        result.show(max_rows=args.max_rows, max_width=200)
     return 0
 
 
@@ -97,6 +157,26 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--version", help="a folder name under RECSYS_DATA_DIR/models (default: the newest)")
     evaluate.set_defaults(run=cmd_evaluate)
 
+    commands.add_parser("precompute", help="rank every user's posts and publish a new snapshot").set_defaults(
+        run=cmd_precompute
+    )
+    commands.add_parser("snapshots", help="list the published snapshots (* is served)").set_defaults(run=cmd_snapshots)
+    rollback = commands.add_parser("rollback", help="serve an older published snapshot")
+    rollback.add_argument("--to", help="a snapshot id (default: the one before the current)")
+    rollback.set_defaults(run=cmd_rollback)
+
+    serve = commands.add_parser("serve", help="run the lookup API")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.set_defaults(run=cmd_serve)
+
+    from recsys.catalog import VIEWS
+
+    query = commands.add_parser("query", help=f"SQL over the current artifacts (views: {', '.join(VIEWS)})")
+    query.add_argument("sql")
+    query.add_argument("--max-rows", type=int, default=40)
+    query.set_defaults(run=cmd_query)
+
     for name, run, text in (
         ("extract", cmd_extract, "copy the source tables into a dated, validated Parquet snapshot"),
         ("pipeline", cmd_pipeline, "run every nightly step in this process"),
@@ -117,11 +197,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from recsys.extract import DataValidationError
+    from recsys.snapshot import SnapshotError
     from recsys.sources import SourceError
     from recsys.training import QualityGateError
 
     try:
         return args.run(args, settings)
-    except (DataValidationError, SourceError, QualityGateError, FileNotFoundError) as error:
+    except (DataValidationError, SourceError, QualityGateError, SnapshotError, FileNotFoundError) as error:
         logging.error("%s", error)
         return 1

@@ -30,9 +30,18 @@ class Settings:
     train_rows: int
     embedding_model_setting: str
     embedding_components: int
+    text_clusters: int
     catboost_iterations: int
     min_hit_rate: float
     eval_users: int
+    ab_salt: str
+    ab_test_share: float
+    top_k: int
+    time_buckets: int
+    candidates: int
+    shards: int
+    snapshots_kept: int
+    reload_seconds: float
 
     @property
     def embedding_model(self) -> str:
@@ -56,11 +65,19 @@ class Settings:
         return self.data_dir / "extracts"
 
     @property
+    def snapshots_dir(self) -> Path:
+        return self.data_dir / "snapshots"
+
+    @property
+    def exposures_dir(self) -> Path:
+        return self.data_dir / "exposures"
+
+    @property
     def ground_truth_dir(self) -> Path:
         return self.data_dir / "ground_truth"
 
 
-def _env_int(name: str, default: int, minimum: int) -> int:
+def _env_int(name: str, default: int, minimum: int, maximum: int | None = None) -> int:
     raw = os.environ.get(name)
     if raw is None or raw == "":
         return default
@@ -70,17 +87,22 @@ def _env_int(name: str, default: int, minimum: int) -> int:
         raise ConfigError(f"{name}={raw!r} is not an integer") from None
     if value < minimum:
         raise ConfigError(f"{name}={value} must be at least {minimum}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{name}={value} must be at most {maximum}")
     return value
 
 
-def _env_float(name: str, default: float) -> float:
+def _env_float(name: str, default: float, low: float | None = None, high: float | None = None) -> float:
     raw = os.environ.get(name)
     if raw is None or raw == "":
         return default
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError:
         raise ConfigError(f"{name}={raw!r} is not a number") from None
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise ConfigError(f"{name}={value} must lie in [{low}, {high if high is not None else 'inf'}]")
+    return value
 
 
 def load_settings() -> Settings:
@@ -103,7 +125,16 @@ def load_settings() -> Settings:
         train_rows=_env_int("RECSYS_TRAIN_ROWS", default=1_000_000, minimum=1_000),
         embedding_model_setting=os.environ.get("RECSYS_EMBEDDING_MODEL") or "",
         embedding_components=_env_int("RECSYS_EMBEDDING_COMPONENTS", default=16, minimum=2),
+        text_clusters=_env_int("RECSYS_TEXT_CLUSTERS", default=64, minimum=2),
         catboost_iterations=_env_int("RECSYS_CATBOOST_ITERATIONS", default=600, minimum=10),
         min_hit_rate=_env_float("RECSYS_MIN_HITRATE", default=0.52),
         eval_users=_env_int("RECSYS_EVAL_USERS", default=2_000, minimum=10),
+        ab_salt=os.environ.get("RECSYS_AB_SALT") or "recsys-ab-1",
+        ab_test_share=_env_float("RECSYS_AB_TEST_SHARE", default=0.5, low=0.0, high=1.0),
+        top_k=_env_int("RECSYS_TOP_K", default=50, minimum=5),
+        time_buckets=_env_int("RECSYS_TIME_BUCKETS", default=1, minimum=1, maximum=24),
+        candidates=_env_int("RECSYS_CANDIDATES", default=1_000, minimum=0),
+        shards=_env_int("RECSYS_SHARDS", default=4, minimum=1),
+        snapshots_kept=_env_int("RECSYS_SNAPSHOTS_KEPT", default=3, minimum=2),
+        reload_seconds=_env_float("RECSYS_RELOAD_SECONDS", default=5.0, low=0.1),
     )

@@ -263,6 +263,22 @@ def format_report(report: dict) -> str:
     return "\n".join(lines)
 
 
+def report_rows(report: dict) -> pd.DataFrame:
+    """One row per method, for the ``evaluations`` view."""
+    rows = []
+    for method, m in report["methods"].items():
+        rows.append({
+            "version": report["version"], "method": method,
+            "test_first": report["split"]["test"][0], "test_last": report["split"]["test"][1],
+            "replay_hit_rate": m["replay_hit_rate"]["mean"], "replay_ci_low": m["replay_hit_rate"]["ci95"][0],
+            "replay_ci_high": m["replay_hit_rate"]["ci95"][1], "auc": m["auc"], "ndcg": m["ndcg"],
+            "served_hit_rate": m.get("served_hit_rate", {}).get("mean"),
+            "expected_hit_rate": m.get("expected_hit_rate", {}).get("mean"),
+            "share_of_oracle": m.get("share_of_oracle"),
+        })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
 def plot_report(report: dict, path) -> None:
     """Bars per method: replay HitRate@5 with its 95% CI, and expected HitRate@5 as a share of the oracle."""
     import matplotlib

@@ -14,7 +14,10 @@ Features of an example (user u, post i, time t, as-of day d):
   i to the posts u liked, and to u's taste direction (mean of liked minus mean of viewed posts),
   both in the model's own text space; the same taste direction of u's cohort (age band and
   gender) and of u's city; i's like-rate among users of u's cohort and the like-rate of i's topic
-  among users of u's city.
+  among users of u's city;
+- text clusters (k-means in the model's text space, so finer than topics): the like-rate of i's
+  cluster for u, for u's cohort and for u's city. Taste that depends on age or city shows here
+  before any single post has enough views to show it.
 """
 
 from __future__ import annotations
@@ -41,22 +44,33 @@ HISTORY = (
 # Taste in text space is learned for the user and for the groups a user belongs to.
 PROFILE_GROUPS = ("user_id", "cohort", "city")
 SIMILARITY = ("sim_liked", "sim_taste", "cohort_sim_taste", "city_sim_taste")
+# Like-rates per text cluster, for the user and for the groups a user belongs to.
+CLUSTER_GROUPS = ("user_id", "cohort", "city")
+CLUSTER = tuple(f"{group.removesuffix('_id')}_cluster_like_rate" for group in CLUSTER_GROUPS)
+CLUSTER_PRIOR_VIEWS = 20
 # A user's cohort: age band and gender (the bands are generic, not fitted to any data set).
 COHORT_SQL = (
     "concat(CASE WHEN age < 18 THEN 'a<18' WHEN age < 25 THEN 'a18-24' WHEN age < 35 THEN 'a25-34' "
     "WHEN age < 45 THEN 'a35-44' ELSE 'a45+' END, '/', gender)"
 )
 COHORT_PRIOR_VIEWS, CITY_TOPIC_PRIOR_VIEWS = 30, 50
-# Daily cumulative history: table -> (key columns, rows). The cohort and city tables hold what
-# users like this one liked: the demographic side of taste, learned from history.
+# Daily cumulative history: table -> (prefix of its columns in a feature row, key columns, rows). The
+# cohort and city tables hold what users like this one liked: the demographic side of taste.
 HISTORY_TABLES = {
-    "global_days": ("", "views"),
-    "user_days": ("user_id", "views"),
-    "user_topic_days": ("user_id, topic", "views JOIN posts USING (post_id)"),
-    "post_days": ("post_id", "views"),
-    "cohort_post_days": ("post_id, cohort", "views JOIN users USING (user_id)"),
-    "city_topic_days": ("city, topic", "views JOIN posts USING (post_id) JOIN users USING (user_id)"),
+    "global_days": ("global", (), "views"),
+    "user_days": ("user", ("user_id",), "views"),
+    "user_topic_days": ("user_topic", ("user_id", "topic"), "views JOIN posts USING (post_id)"),
+    "post_days": ("post", ("post_id",), "views"),
+    "cohort_post_days": ("cohort_post", ("post_id", "cohort"), "views JOIN users USING (user_id)"),
+    "city_topic_days": ("city_topic", ("city", "topic"), "views JOIN posts USING (post_id) JOIN users USING (user_id)"),
 }
+# Key columns that belong to the user and to the post of an example.
+USER_KEYS, POST_KEYS = ("user_id", "cohort", "city"), ("post_id", "topic", "cluster")
+# Where an example's value of each key column comes from in the feature query.
+KEY_SOURCES = {
+    "user_id": "e.user_id", "post_id": "e.post_id", "topic": "p.topic", "cohort": "u.cohort", "city": "u.city",
+    "cluster": "c.cluster",
+}  # fmt: skip
 # Pseudo-counts of the smoothed rates: a rate is pulled toward its prior until this many views.
 USER_PRIOR_VIEWS, TOPIC_PRIOR_VIEWS, POST_PRIOR_VIEWS = 20, 10, 50
 
@@ -97,12 +111,14 @@ def _normalized(vectors: np.ndarray) -> np.ndarray:
 class FeatureStore:
     """One extract in DuckDB, with the daily cumulative history tables built once."""
 
-    def __init__(self, extract_path: Path, post_ids: np.ndarray, post_vectors: dict[str, np.ndarray]):
+    def __init__(self, extract_path: Path, post_ids: np.ndarray, post_vectors: dict[str, np.ndarray],
+                 text_clusters: int = 64):  # fmt: skip
         """post_vectors: text components per variant, one row per post in the order of post_ids."""
         self.path = extract_path
         self.con = quiet_duckdb()
         self.post_ids = np.asarray(post_ids)
         self.post_vectors = post_vectors
+        self.text_clusters = text_clusters
         feed = extract_path / "feed_data" / "*" / "*.parquet"
         self.con.execute(
             f"CREATE TABLE users AS SELECT *, {COHORT_SQL} AS cohort "
@@ -120,26 +136,52 @@ class FeatureStore:
             f"FROM read_parquet('{feed}', hive_partitioning = true) WHERE action = 'view'"
         )
         self._build_history()
-        self._profiles_built: set[str] = set()  # per text space, built on first use: a task needs one
+        self._spaces_built: set[str] = set()  # per text space, built on first use: a task needs one
 
     def days(self) -> tuple[dt.date, dt.date]:
-        return self.con.execute("SELECT min(day), max(day) FROM views").fetchone()
+        return self.con.execute("SELECT min(day), max(day) FROM views").fetchall()[0]
 
     def _build_history(self) -> None:
         """Per key and day: views and likes of all days up to and including that day."""
-        for table, (keys, source) in HISTORY_TABLES.items():
+        for table, (_, key_columns, source) in HISTORY_TABLES.items():
+            keys = ", ".join(key_columns)
             window = f"OVER ({f'PARTITION BY {keys} ' if keys else ''}ORDER BY day)"
             self.con.execute(f"""
                 CREATE TABLE {table} AS
-                SELECT {keys + ',' if keys else ''} day, sum(count(*)) {window} AS views,
+                SELECT {keys + "," if keys else ""} day, sum(count(*)) {window} AS views,
                        sum(sum(target)) {window} AS likes, count(*) {window} AS active_days
-                FROM {source} GROUP BY {keys + ',' if keys else ''} day""")
+                FROM {source} GROUP BY {keys + "," if keys else ""} day""")
+
+    def _build_text_space(self, variant: str) -> None:
+        """The history of a text space: taste profiles and cluster like-rates."""
+        if variant in self._spaces_built:
+            return
+        self._spaces_built.add(variant)
+        self._build_profiles(variant)
+        self._build_clusters(variant)
+
+    def _build_clusters(self, variant: str) -> None:
+        """Per user, cohort and city, text cluster and day: cumulative views and likes."""
+        from sklearn.cluster import KMeans
+
+        # Clustered in post_id order, so that the clusters do not depend on the order of the input.
+        order = np.argsort(self.post_ids, kind="stable")
+        unit_vectors = _normalized(self.post_vectors[variant])[order]
+        clusters = min(self.text_clusters, len(np.unique(unit_vectors, axis=0)))
+        labels = KMeans(n_clusters=clusters, n_init=4, random_state=0).fit_predict(unit_vectors)
+        self.con.register("clusters_frame", pd.DataFrame({"post_id": self.post_ids[order], "cluster": labels}))
+        self.con.execute(f"CREATE TABLE clusters_{variant} AS SELECT * FROM clusters_frame")
+        self.con.unregister("clusters_frame")
+        for group in CLUSTER_GROUPS:
+            window = f"OVER (PARTITION BY {group}, cluster ORDER BY day)"
+            self.con.execute(f"""
+                CREATE TABLE cluster_{variant}_{group} AS
+                SELECT {group}, cluster, day, sum(count(*)) {window} AS views, sum(sum(target)) {window} AS likes
+                FROM views JOIN users USING (user_id) JOIN clusters_{variant} USING (post_id)
+                GROUP BY {group}, cluster, day""")
 
     def _build_profiles(self, variant: str) -> None:
         """Per user, cohort and city and day: cumulative sums of liked and of viewed posts' unit vectors."""
-        if variant in self._profiles_built:
-            return
-        self._profiles_built.add(variant)
         unit_vectors = _normalized(self.post_vectors[variant])
         dims = unit_vectors.shape[1]
         vectors = pd.DataFrame(unit_vectors, columns=[f"v{j}" for j in range(dims)])
@@ -159,126 +201,282 @@ class FeatureStore:
                 FROM views JOIN users USING (user_id) JOIN vectors_{variant} USING (post_id)
                 GROUP BY {group}, day""")
 
+    def history_joins(self, variant: str) -> list[tuple[str, str, tuple[str, ...], tuple[str, ...]]]:
+        """(table, prefix of its columns in a feature row, key columns, value columns) of every history table."""
+        self._build_text_space(variant)
+        dims = self.post_vectors[variant].shape[1]
+        sums = ("liked_n", "viewed_n", *(f"{kind}_{j}" for j in range(dims) for kind in ("liked", "viewed")))
+        joins = [(table, prefix, keys, ("views", "likes", "active_days"))
+                 for table, (prefix, keys, _) in HISTORY_TABLES.items()]  # fmt: skip
+        joins += [(f"profile_{variant}_{group}", group, (group,), sums) for group in PROFILE_GROUPS]
+        joins += [(f"cluster_{variant}_{group}", f"{group}_cluster", (group, "cluster"), ("views", "likes"))
+                  for group in CLUSTER_GROUPS]  # fmt: skip
+        return joins
+
     def features(self, examples: pd.DataFrame, variant: str, as_of_day=None) -> pd.DataFrame:
         """Features of examples (user_id, post_id, timestamp[, target]) for one variant.
 
         as_of_day: the day whose start bounds the history (default: each example's own day).
         """
-        self._build_profiles(variant)
+        joins = self.history_joins(variant)
         frame = examples[["user_id", "post_id", "timestamp"]].copy()
         frame["example"] = np.arange(len(frame))
         if as_of_day is None:
             frame["as_of_day"] = frame["timestamp"].dt.floor("D")
         else:
             frame["as_of_day"] = pd.Timestamp(as_of_day)
+        history = ", ".join(
+            f"h{i}.{column} AS {prefix}_{column}"
+            for i, (_, prefix, _, columns) in enumerate(joins)
+            for column in columns
+        )
+        history_joins = "\n".join(
+            f"ASOF LEFT JOIN {table} h{i} ON "
+            + " AND ".join(
+                [*(f"{KEY_SOURCES[key]} = h{i}.{key}" for key in keys), f"CAST(e.as_of_day AS DATE) > h{i}.day"]
+            )  # fmt: skip
+            for i, (table, _, keys, _) in enumerate(joins)
+        )
+        # CatBoost takes categories as strings; a missing value is a level of its own.
+        categorical = ", ".join(
+            f"coalesce(CAST({'p' if name == 'topic' else 'u'}.{name} AS VARCHAR), '') AS {name}" for name in CATEGORICAL
+        )
         self.con.register("examples", frame)
         try:
-            dims = self.post_vectors[variant].shape[1]
-            sums = ("liked_n", "viewed_n", *(f"{kind}_{j}" for j in range(dims) for kind in ("liked", "viewed")))
-            profile = ", ".join(
-                f"{group}_profile.{column} AS {group}_{column}" for group in PROFILE_GROUPS for column in sums
-            )
-            profile_joins = "\n".join(
-                f"ASOF LEFT JOIN profile_{variant}_{group} {group}_profile ON u.{group} = {group}_profile.{group} "
-                f"AND CAST(e.as_of_day AS DATE) > {group}_profile.day"
-                for group in PROFILE_GROUPS
-            )
-            # CatBoost takes categories as strings; a missing value is a level of its own.
-            categorical = ", ".join(
-                f"coalesce(CAST({'p' if name == 'topic' else 'u'}.{name} AS VARCHAR), '') AS {name}"
-                for name in CATEGORICAL
-            )
             table = self.con.execute(f"""
                 SELECT e.example, {categorical}, u.age, p.post_index,
                        hour(e.timestamp) AS hour, dayofweek(e.timestamp) AS day_of_week,
-                       month(e.timestamp) AS month,
-                       g.views AS global_views, g.likes AS global_likes,
-                       ud.views AS user_views, ud.likes AS user_likes, ud.active_days AS user_active_days,
-                       utd.views AS user_topic_views, utd.likes AS user_topic_likes,
-                       pd.views AS post_views, pd.likes AS post_likes,
-                       cpd.views AS cohort_post_views, cpd.likes AS cohort_post_likes,
-                       ctd.views AS city_topic_views, ctd.likes AS city_topic_likes,
-                       {profile}
+                       month(e.timestamp) AS month, {history}
                 FROM examples e
                 LEFT JOIN users u USING (user_id)
                 LEFT JOIN posts p USING (post_id)
-                ASOF LEFT JOIN global_days g ON CAST(e.as_of_day AS DATE) > g.day
-                ASOF LEFT JOIN user_days ud ON e.user_id = ud.user_id AND CAST(e.as_of_day AS DATE) > ud.day
-                ASOF LEFT JOIN user_topic_days utd
-                    ON e.user_id = utd.user_id AND p.topic = utd.topic AND CAST(e.as_of_day AS DATE) > utd.day
-                ASOF LEFT JOIN post_days pd ON e.post_id = pd.post_id AND CAST(e.as_of_day AS DATE) > pd.day
-                ASOF LEFT JOIN cohort_post_days cpd
-                    ON e.post_id = cpd.post_id AND u.cohort = cpd.cohort AND CAST(e.as_of_day AS DATE) > cpd.day
-                ASOF LEFT JOIN city_topic_days ctd
-                    ON u.city = ctd.city AND p.topic = ctd.topic AND CAST(e.as_of_day AS DATE) > ctd.day
-                {profile_joins}
+                LEFT JOIN clusters_{variant} c USING (post_id)
+                {history_joins}
                 ORDER BY e.example""").fetchnumpy()
         finally:
             self.con.unregister("examples")
-        return self._assemble(table, variant, dims)
+        return assemble(table, self.post_vectors[variant])
 
-    def _assemble(self, t: dict, variant: str, dims: int) -> pd.DataFrame:
-        def numeric(name):
-            return np.ma.filled(np.ma.asarray(t[name]).astype(float), np.nan)
+    def history_as_of(self, variant: str, as_of_day) -> dict[str, tuple[tuple[str, ...], pd.DataFrame]]:
+        """Every history table as the feature query sees it at the start of as_of_day: its latest
+        row per key before that day. table -> (key columns, frame of keys and prefixed values)."""
+        tables = {}
+        for table, prefix, keys, columns in self.history_joins(variant):
+            values = ", ".join(f"{column} AS {prefix}_{column}" for column in columns)
+            latest = (f"QUALIFY row_number() OVER (PARTITION BY {', '.join(keys)} ORDER BY day DESC) = 1" if keys
+                      else "ORDER BY day DESC LIMIT 1")  # fmt: skip
+            frame = self.con.execute(
+                f"SELECT {''.join(f'{key}, ' for key in keys)}{values} FROM {table} "
+                f"WHERE day < DATE '{pd.Timestamp(as_of_day).date()}' {latest}"
+            ).df()
+            tables[table] = (keys, frame)
+        return tables
 
-        def filled(name):
-            return np.nan_to_num(numeric(name), nan=0.0)
+    def entities(self, variant: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """(users with their cohort, posts with topic and text cluster) as the feature query joins them."""
+        self._build_text_space(variant)
+        users = self.con.execute("SELECT * FROM users ORDER BY user_id").df()
+        posts = self.con.execute(
+            f"SELECT post_id, topic, cluster FROM posts JOIN clusters_{variant} USING (post_id) ORDER BY post_index"
+        ).df()
+        return users, posts
 
-        out = pd.DataFrame({name: t[name] for name in CATEGORICAL})
-        for name in ("age", "hour", "day_of_week", "month"):
-            out[name] = numeric(name)
-        global_rate = filled("global_likes") / np.maximum(filled("global_views"), 1)
-        global_rate = np.where(filled("global_views") > 0, global_rate, np.nan)
-        user_views, user_likes = filled("user_views"), filled("user_likes")
-        out["user_views"], out["user_likes"] = user_views, user_likes
-        out["user_like_rate"] = (user_likes + USER_PRIOR_VIEWS * global_rate) / (user_views + USER_PRIOR_VIEWS)
-        out["user_active_days"] = filled("user_active_days")
-        topic_views = filled("user_topic_views")
-        out["user_topic_views"] = topic_views
-        out["user_topic_like_rate"] = (filled("user_topic_likes") + TOPIC_PRIOR_VIEWS * out["user_like_rate"]) / (
-            topic_views + TOPIC_PRIOR_VIEWS
+
+def assemble(t: dict, post_vectors: np.ndarray, similarities: dict | None = None) -> pd.DataFrame:
+    """Feature columns from raw columns t: user and post attributes, time parts, history counts.
+
+    post_vectors: the text space's components, indexed by t["post_index"]. similarities: the
+    SIMILARITY columns when computed already (a grid of users x posts computes them at once);
+    otherwise they come from the taste profile columns in t.
+    """
+
+    def numeric(name):
+        return np.ma.filled(np.ma.asarray(t[name]).astype(float), np.nan)
+
+    def filled(name):
+        return np.nan_to_num(numeric(name), nan=0.0)
+
+    out = pd.DataFrame({name: t[name] for name in CATEGORICAL})
+    for name in ("age", "hour", "day_of_week", "month"):
+        out[name] = numeric(name)
+    global_rate = filled("global_likes") / np.maximum(filled("global_views"), 1)
+    global_rate = np.where(filled("global_views") > 0, global_rate, np.nan)
+    user_views, user_likes = filled("user_views"), filled("user_likes")
+    out["user_views"], out["user_likes"] = user_views, user_likes
+    out["user_like_rate"] = (user_likes + USER_PRIOR_VIEWS * global_rate) / (user_views + USER_PRIOR_VIEWS)
+    out["user_active_days"] = filled("user_active_days")
+    topic_views = filled("user_topic_views")
+    out["user_topic_views"] = topic_views
+    out["user_topic_like_rate"] = (filled("user_topic_likes") + TOPIC_PRIOR_VIEWS * out["user_like_rate"]) / (
+        topic_views + TOPIC_PRIOR_VIEWS
+    )
+    post_views = filled("post_views")
+    out["post_views"] = post_views
+    post_likes = filled("post_likes")
+    out["post_like_rate"] = (post_likes + POST_PRIOR_VIEWS * global_rate) / (post_views + POST_PRIOR_VIEWS)
+    out["cohort_post_like_rate"] = (filled("cohort_post_likes") + COHORT_PRIOR_VIEWS * out["post_like_rate"]) / (
+        filled("cohort_post_views") + COHORT_PRIOR_VIEWS
+    )
+    out["city_topic_like_rate"] = (filled("city_topic_likes") + CITY_TOPIC_PRIOR_VIEWS * global_rate) / (
+        filled("city_topic_views") + CITY_TOPIC_PRIOR_VIEWS
+    )
+
+    for group, name in zip(CLUSTER_GROUPS, CLUSTER, strict=True):
+        # A user's own rate is pulled toward their overall like-rate, a group's toward everyone's.
+        prior = out["user_like_rate"] if group == "user_id" else global_rate
+        out[name] = (filled(f"{group}_cluster_likes") + CLUSTER_PRIOR_VIEWS * prior) / (
+            filled(f"{group}_cluster_views") + CLUSTER_PRIOR_VIEWS
         )
-        post_views = filled("post_views")
-        out["post_views"] = post_views
-        post_likes = filled("post_likes")
-        out["post_like_rate"] = (post_likes + POST_PRIOR_VIEWS * global_rate) / (post_views + POST_PRIOR_VIEWS)
-        out["cohort_post_like_rate"] = (filled("cohort_post_likes") + COHORT_PRIOR_VIEWS * out["post_like_rate"]) / (
-            filled("cohort_post_views") + COHORT_PRIOR_VIEWS
-        )
-        out["city_topic_like_rate"] = (filled("city_topic_likes") + CITY_TOPIC_PRIOR_VIEWS * global_rate) / (
-            filled("city_topic_views") + CITY_TOPIC_PRIOR_VIEWS
-        )
 
-        post_index = numeric("post_index")
-        known_post = ~np.isnan(post_index)
-        post_index = np.where(known_post, post_index, 0).astype(np.int64)
-        components = self.post_vectors[variant][post_index]
-        components[~known_post] = np.nan
-        for j in range(components.shape[1]):
-            out[f"text_{j}"] = components[:, j]
+    post_index = numeric("post_index")
+    known_post = ~np.isnan(post_index)
+    post_index = np.where(known_post, post_index, 0).astype(np.int64)
+    components = post_vectors[post_index]
+    components[~known_post] = np.nan
+    for j in range(components.shape[1]):
+        out[f"text_{j}"] = components[:, j]
 
-        unit = _normalized(self.post_vectors[variant])[post_index]
+    if similarities is None:
+        unit = _normalized(post_vectors)[post_index]
+        similarities = {
+            name: np.where(valid, (unit * direction).sum(1), np.nan)
+            for name, (direction, valid) in taste_directions(filled, post_vectors.shape[1]).items()
+        }
+    for name in SIMILARITY:
+        out[name] = similarities[name]
+    out.loc[~known_post, [*SIMILARITY, *CLUSTER]] = np.nan
+    return out
 
-        def profile(group):
-            liked = np.stack([filled(f"{group}_liked_{j}") for j in range(dims)], axis=1)
-            viewed = np.stack([filled(f"{group}_viewed_{j}") for j in range(dims)], axis=1)
-            return liked, viewed, filled(f"{group}_liked_n"), filled(f"{group}_viewed_n")
 
-        def taste_similarity(group):
-            """The post against the group's taste direction: mean of liked minus mean of viewed posts."""
-            liked, viewed, liked_n, viewed_n = profile(group)
-            taste = liked / np.maximum(liked_n, 1)[:, None] - viewed / np.maximum(viewed_n, 1)[:, None]
-            return np.where(liked_n > 0, (unit * taste).sum(1), np.nan)
+def taste_directions(filled, dims: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per row of the profile columns (``filled(name)`` gives one): for each SIMILARITY feature, the
+    direction in text space a post is compared with, and whether it exists."""
 
-        liked = profile("user_id")[0]
-        liked_norm = np.linalg.norm(liked, axis=1)
-        out["sim_liked"] = np.where(liked_norm > 0, (unit * liked).sum(1) / np.where(liked_norm > 0, liked_norm, 1),
-                                    np.nan)  # fmt: skip
-        out["sim_taste"] = taste_similarity("user_id")
-        out["cohort_sim_taste"] = taste_similarity("cohort")
-        out["city_sim_taste"] = taste_similarity("city")
-        out.loc[~known_post, list(SIMILARITY)] = np.nan
-        return out
+    def profile(group):
+        liked = np.stack([filled(f"{group}_liked_{j}") for j in range(dims)], axis=1)
+        viewed = np.stack([filled(f"{group}_viewed_{j}") for j in range(dims)], axis=1)
+        return liked, viewed, filled(f"{group}_liked_n"), filled(f"{group}_viewed_n")
+
+    def taste(group):
+        """The group's taste direction: mean of liked minus mean of viewed posts."""
+        liked, viewed, liked_n, viewed_n = profile(group)
+        return liked / np.maximum(liked_n, 1)[:, None] - viewed / np.maximum(viewed_n, 1)[:, None], liked_n > 0
+
+    liked = profile("user_id")[0]
+    norm = np.linalg.norm(liked, axis=1)
+    return {
+        "sim_liked": (liked / np.where(norm > 0, norm, 1)[:, None], norm > 0),  # the posts the user liked
+        "sim_taste": taste("user_id"),
+        "cohort_sim_taste": taste("cohort"),
+        "city_sim_taste": taste("city"),
+    }
+
+
+def with_cohorts(users: pd.DataFrame) -> pd.DataFrame:
+    """users with their cohort column, by the same expression the feature store uses."""
+    con = quiet_duckdb()
+    con.register("users_frame", users)
+    cohorts = con.execute(f"SELECT {COHORT_SQL} AS cohort FROM users_frame").fetchnumpy()["cohort"]
+    return users.assign(cohort=np.asarray(cohorts, dtype=object))
+
+
+class ServingFeatures:
+    """Features as of one day for a grid of users x candidate posts, from in-memory tables.
+
+    For scoring many users against many posts (precompute) and a fresh user within a request. It
+    gives what ``FeatureStore.features(..., as_of_day)`` gives for the same examples (a test holds
+    them equal): the tables are ``FeatureStore.history_as_of``, and the same ``assemble`` builds the
+    columns. Values are looked up once per user and once per post and then broadcast; pair tables
+    (user x topic, cohort x post, ...) become small dense matrices; taste similarities are one
+    matrix product per block.
+    """
+
+    def __init__(self, history: dict[str, tuple[tuple[str, ...], pd.DataFrame]], posts: pd.DataFrame,
+                 post_vectors: np.ndarray):  # fmt: skip
+        """posts: post_id, topic, cluster in the order of post_vectors' rows (the post index)."""
+        self.posts = posts.reset_index(drop=True)
+        self.post_vectors = post_vectors
+        self.unit = _normalized(post_vectors).astype(float)
+        self.dims = post_vectors.shape[1]
+        # Post-side key values: an index of the distinct values, and each post's code in it.
+        self.post_keys = {}
+        for key in POST_KEYS:
+            codes, uniques = pd.factorize(self.posts[key], use_na_sentinel=True)
+            self.post_keys[key] = (pd.Index(uniques), codes)
+        self.tables = {}  # (user-side key or None, post-side key or None) -> list of frames
+        for keys, frame in history.values():
+            user_key = next((k for k in keys if k in USER_KEYS), None)
+            post_key = next((k for k in keys if k in POST_KEYS), None)
+            self.tables.setdefault((user_key, post_key), []).append(frame)
+
+    def features(self, users: pd.DataFrame, candidates: np.ndarray, timestamp) -> pd.DataFrame:
+        """Features of each user (a row of attributes with cohort) x each of their candidate posts.
+
+        candidates: post indices, one row per user (B x C); the result has B x C rows, user-major.
+        """
+        users = users.reset_index(drop=True)
+        candidates = np.asarray(candidates)
+        per_user = candidates.shape[1]
+        flat = candidates.ravel()
+        t = {name: np.repeat(_as_category_strings(users[name]), per_user) for name in USER_CATEGORICAL}
+        t["topic"] = _as_category_strings(self.posts["topic"])[flat]
+        t["age"] = np.repeat(users["age"].to_numpy(dtype=float), per_user)
+        t["post_index"] = flat.astype(float)
+        when = pd.Timestamp(timestamp)
+        t["hour"], t["month"] = np.full(flat.size, when.hour), np.full(flat.size, when.month)
+        t["day_of_week"] = np.full(flat.size, (when.day_of_week + 1) % 7)  # DuckDB's dayofweek: Sunday is 0
+        user_values = {}
+        for (user_key, post_key), frames in self.tables.items():
+            for frame in frames:
+                columns = frame.columns.drop([k for k in (user_key, post_key) if k])
+                if user_key is None and post_key is None:  # the global row
+                    for column in columns:
+                        t[column] = np.full(flat.size, frame[column].iloc[0] if len(frame) else np.nan, dtype=float)
+                elif post_key is None:
+                    rows = pd.Index(frame[user_key]).get_indexer(users[user_key])
+                    for column in columns:
+                        user_values[column] = _gather(frame[column], rows)
+                        t[column] = np.repeat(user_values[column], per_user)
+                elif user_key is None:
+                    index, codes = self.post_keys[post_key]
+                    by_value = np.full(len(index) + 1, -1)  # the last slot: posts whose key is missing
+                    found = index.get_indexer(frame[post_key])
+                    by_value[found[found >= 0]] = np.flatnonzero(found >= 0)
+                    rows = by_value[np.where(codes >= 0, codes, len(index))][flat]
+                    for column in columns:
+                        t[column] = _gather(frame[column], rows)
+                else:
+                    user_index = pd.Index(pd.unique(users[user_key]))
+                    post_index, post_codes = self.post_keys[post_key]
+                    # A dense (user-side values + 1) x (post-side values + 1) matrix of frame rows; the
+                    # last row and column stand for values the history does not know.
+                    placed = np.full((len(user_index) + 1, len(post_index) + 1), -1)
+                    at_user, at_post = user_index.get_indexer(frame[user_key]), post_index.get_indexer(frame[post_key])
+                    found = (at_user >= 0) & (at_post >= 0)
+                    placed[at_user[found], at_post[found]] = np.flatnonzero(found)
+                    user_rows = user_index.get_indexer(users[user_key])
+                    rows = placed[user_rows[:, None], post_codes[candidates]].ravel()  # -1 selects the last slot
+                    for column in columns:
+                        t[column] = _gather(frame[column], rows)
+
+        similarities = {}
+        for name, (direction, valid) in taste_directions(
+            lambda column: np.nan_to_num(user_values.get(column, np.full(len(users), np.nan)), nan=0.0), self.dims
+        ).items():
+            grid = np.take_along_axis(direction @ self.unit.T, candidates, axis=1)
+            similarities[name] = np.where(valid[:, None], grid, np.nan).ravel()
+        return assemble(t, self.post_vectors, similarities)
+
+
+def _gather(column: pd.Series, rows: np.ndarray) -> np.ndarray:
+    """column[rows] as floats, NaN where rows is -1 (no history)."""
+    values = column.to_numpy(dtype=float)
+    return np.where(rows >= 0, values[np.maximum(rows, 0)], np.nan) if len(values) else np.full(len(rows), np.nan)
+
+
+def _as_category_strings(column: pd.Series) -> np.ndarray:
+    """As the feature query casts categories: strings, a missing value the empty string."""
+    return column.astype(object).where(column.notna(), "").astype(str).to_numpy(dtype=object)
 
 
 def sample_views(store: FeatureStore, first: dt.date, last: dt.date, max_rows: int, seed: int) -> pd.DataFrame:

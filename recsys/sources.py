@@ -146,6 +146,14 @@ class Source:
     def row_count(self, table: str) -> int:
         return int(self._fetchall(f"SELECT count(*) FROM {_quote(table)}")[0][0])
 
+    def find_user(self, user_id: int) -> dict | None:
+        """The user_data row of one user, or None."""
+        names = [name for name, _ in TABLES["user_data"]]
+        rows = self._fetchall(
+            f"SELECT {', '.join(map(_quote, names))} FROM user_data WHERE user_id = {int(user_id)} LIMIT 1"
+        )
+        return dict(zip(names, rows[0], strict=True)) if rows else None
+
     def select_sql(self, table: str, store_types: dict[str, str]) -> str:
         """A SELECT that returns the table's columns in canonical order and types."""
         parts = []

@@ -15,7 +15,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
 import shutil
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ import pyarrow.parquet as pq
 
 from recsys import evaluate, models
 from recsys.features import FeatureStore, Split, sample_views, time_split
+from recsys.files import write_atomically, write_json
 from recsys.text_features import VARIANTS, post_text_vectors
 
 log = logging.getLogger(__name__)
@@ -37,17 +37,6 @@ SERVED_KINDS = ("control", "test")
 
 class QualityGateError(RuntimeError):
     """A model did not reach the quality bar; nothing was published."""
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    """Readers see the old file or the new one, never a half-written one."""
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    partial.write_text(text)
-    partial.replace(path)
-
-
-def _write_json(path: Path, data: dict) -> None:
-    _write_atomically(path, json.dumps(data, indent=2, default=str))
 
 
 def read_manifest(version_dir: Path) -> dict:
@@ -68,19 +57,20 @@ def prepare(settings, extract_path: Path) -> Path:
             table[f"{variant}_{j}"] = matrix[:, j]
     table.to_parquet(version_dir / "post_vectors.parquet", index=False)
 
-    store = FeatureStore(extract_path, posts["post_id"].to_numpy(), vectors)
+    store = FeatureStore(extract_path, posts["post_id"].to_numpy(), vectors, settings.text_clusters)
     split = time_split(*store.days(), settings.valid_days, settings.test_days)
     train = sample_views(store, *split.train, settings.train_rows, settings.seed)
     valid = sample_views(store, *split.valid, max(1_000, settings.train_rows // 4), settings.seed)
     train.to_parquet(version_dir / "train.parquet", index=False)
     valid.to_parquet(version_dir / "valid.parquet", index=False)
-    _write_json(version_dir / MANIFEST, {
+    write_json(version_dir / MANIFEST, {
         "version": version,
         "extract": str(extract_path),
         "split": split.as_dict(),
         "train_views": len(train),
         "valid_views": len(valid),
         "text_dimensions": {variant: matrix.shape[1] for variant, matrix in vectors.items()},
+        "text_clusters": settings.text_clusters,
         "embedding_model": settings.embedding_model,
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "prepare_seconds": round(time.perf_counter() - started, 1),
@@ -97,7 +87,7 @@ def load_version(version_dir: Path) -> tuple[FeatureStore, Split]:
         variant: table[[f"{variant}_{j}" for j in range(dims)]].to_numpy(np.float32)
         for variant, dims in manifest["text_dimensions"].items()
     }
-    store = FeatureStore(Path(manifest["extract"]), table["post_id"].to_numpy(), vectors)
+    store = FeatureStore(Path(manifest["extract"]), table["post_id"].to_numpy(), vectors, manifest["text_clusters"])
     return store, load_version_split(version_dir)
 
 
@@ -109,7 +99,7 @@ def train_model(version_dir: Path, kind: str, settings, store: FeatureStore | No
     model, info = models.train(kind, store.features(train, space), train["target"],
                                store.features(valid, space), valid["target"], settings)  # fmt: skip
     model.save_model(str(version_dir / f"{kind}.cbm"))
-    _write_json(version_dir / f"{kind}.json", info)
+    write_json(version_dir / f"{kind}.json", info)
     return info
 
 
@@ -147,15 +137,17 @@ def evaluate_version(version_dir: Path, settings, store: FeatureStore | None = N
         "k": evaluate.K,
         "replay": {key: value for key, value in replay.items() if key != "methods"},
         "served": {key: value for key, value in served.items() if key != "methods"},
-        "methods": {method: {**replay["methods"][method], **served["methods"].get(method, {})}
-                    for method in replay["methods"]},  # fmt: skip
+        "methods": {
+            method: {**replay["methods"][method], **served["methods"].get(method, {})} for method in replay["methods"]
+        },  # fmt: skip
         "seconds": round(time.perf_counter() - started, 1),
     }
-    _write_json(version_dir / "evaluation.json", report)
+    write_json(version_dir / "evaluation.json", report)
     evaluate.plot_report(report, version_dir / "evaluation.png")
+    evaluate.report_rows(report).to_parquet(version_dir / "evaluation.parquet", index=False)
     copy = settings.evaluations_dir / version_dir.name
     copy.mkdir(parents=True, exist_ok=True)
-    for name in ("evaluation.json", "evaluation.png"):
+    for name in ("evaluation.json", "evaluation.png", "evaluation.parquet"):
         shutil.copy2(version_dir / name, copy / name)
     log.info("evaluation of %s:\n%s", version_dir.name, evaluate.format_report(report))
     return report
@@ -207,7 +199,7 @@ def gate_and_publish(version_dir: Path, settings) -> str:
             f"version {version_dir.name} not published ({'; '.join(failures)}); "
             f"still serving {kept or 'nothing (no version was ever published)'}"
         )
-    _write_atomically(settings.models_dir / CURRENT, version_dir.name + "\n")
+    write_atomically(settings.models_dir / CURRENT, version_dir.name + "\n")
     log.info("published models %s", version_dir.name)
     return version_dir.name
 

@@ -67,3 +67,52 @@ def tiny_extract(tmp_path_factory):
         env.setenv("RECSYS_SOURCE_URL", url)
         path = extract(load_settings(), dt.date(2021, 11, 1))
     return path, root / "ground_truth"
+
+
+SERVED_ENV = {
+    "RECSYS_CATBOOST_ITERATIONS": "40", "RECSYS_TRAIN_ROWS": "6000", "RECSYS_EVAL_USERS": "60",
+    "RECSYS_EMBEDDING_COMPONENTS": "8", "RECSYS_SHARDS": "2", "RECSYS_TOP_K": "20", "RECSYS_CANDIDATES": "100",
+}  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def served(tiny_extract, tmp_path_factory):
+    """A data dir with tiny models published and a snapshot precomputed from them: (env, data dir).
+
+    Tests that change it work on a copy (``served_copy``).
+    """
+    import shutil
+
+    from recsys import precompute, training
+    from recsys.files import write_atomically
+
+    extract, truth_dir = tiny_extract
+    data_dir = tmp_path_factory.mktemp("served-data")
+    shutil.copytree(truth_dir, data_dir / "ground_truth")
+    env = {**SERVED_ENV, "RECSYS_DATA_DIR": str(data_dir),
+           "RECSYS_SOURCE_URL": f"duckdb:///{extract.parents[1] / 'source.duckdb'}"}  # fmt: skip
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        settings = load_settings()
+        version_dir = training.prepare(settings, extract)
+        store, _ = training.load_version(version_dir)
+        for kind in ("control", "test"):
+            training.train_model(version_dir, kind, settings, store)
+        # Published without the quality gate, which has its own tests: these tests are about serving.
+        write_atomically(settings.models_dir / training.CURRENT, version_dir.name)
+        precompute.run(settings)
+    return env, data_dir
+
+
+@pytest.fixture
+def served_copy(served, tmp_path, monkeypatch):
+    """Settings over a private copy of the served data dir."""
+    import shutil
+
+    env, data_dir = served
+    copy = tmp_path / "data"
+    shutil.copytree(data_dir, copy, symlinks=True)
+    for name, value in {**env, "RECSYS_DATA_DIR": str(copy)}.items():
+        monkeypatch.setenv(name, value)
+    return load_settings()

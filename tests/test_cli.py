@@ -64,3 +64,27 @@ def test_errors_are_one_clear_line_and_a_nonzero_exit(tmp_path):
     assert "unsupported store 'mysql'" in result.stderr and "Traceback" not in result.stderr
     bad = recsys("extract", env={**env, "RECSYS_ORPHAN_ROWS": "maybe"})
     assert bad.returncode == 2 and "RECSYS_ORPHAN_ROWS='maybe'" in bad.stderr
+
+
+def test_query_snapshots_precompute_and_rollback(served_copy):
+    """The analyst's and the operator's commands over a served data dir."""
+    counted = recsys("query", "SELECT exp_group, count(DISTINCT user_id) AS users FROM recommendations "
+                     "GROUP BY ALL ORDER BY 1", env={})  # fmt: skip
+    assert counted.returncode == 0, counted.stderr
+    assert "control" in counted.stdout and "test" in counted.stdout
+    for view in ("users", "posts", "evaluations", "exposures"):
+        result = recsys("query", f"SELECT count(*) FROM {view}", env={})
+        assert result.returncode == 0, result.stderr
+    bad = recsys("query", "SELECT * FROM nowhere", env={})
+    assert bad.returncode == 2 and "nowhere" in bad.stderr and "views: recommendations" in bad.stderr
+
+    before = recsys("snapshots", env={}).stdout.split()
+    made = recsys("precompute", env={})
+    assert made.returncode == 0, made.stderr
+    assert "precompute" in made.stderr  # the progress bar
+    new = made.stdout.split()[-1]
+    assert recsys("snapshots", env={}).stdout.splitlines()[-1] == f"* {new}"
+    rolled = recsys("rollback", env={})
+    assert rolled.returncode == 0 and rolled.stdout.split()[-1] == before[-1]
+    missing = recsys("rollback", "--to", "1999-01-01-x", env={})
+    assert missing.returncode == 1 and "is not published" in missing.stderr

@@ -9,7 +9,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from recsys.features import FeatureStore, sample_views, time_split
+from recsys.features import FeatureStore, ServingFeatures, sample_views, time_split, with_cohorts
 from recsys.text_features import tfidf_components
 
 
@@ -101,3 +101,33 @@ def test_training_sample_covers_the_population_and_is_repeatable(tiny_extract, v
     assert sample["user_id"].nunique() > 0.8 * total_users  # a row sample, not whole users
     assert sample.equals(sample_views(store, first, last, max_rows=4_000, seed=1))
     assert not sample.equals(sample_views(store, first, last, max_rows=4_000, seed=2))
+
+
+@pytest.mark.parametrize("as_of", ["2021-10-08", "2021-10-15"])
+def test_serving_features_equal_the_feature_query(tiny_extract, vectors, as_of):
+    """Precompute and fresh users build features from arrays; they must be the query's features."""
+    store = FeatureStore(tiny_extract[0], *vectors)
+    users, posts = store.entities("control")
+    serving = ServingFeatures(store.history_as_of("control", as_of), posts, vectors[1]["control"])
+    chosen = users.iloc[::7].reset_index(drop=True)
+    # Candidates in a different order per user, as precompute may give them.
+    candidates = np.stack([np.random.default_rng(u).permutation(len(posts)) for u in range(len(chosen))])
+    post_index = candidates.ravel()
+    when = pd.Timestamp(as_of) + pd.Timedelta(hours=19, minutes=30)
+    examples = pd.DataFrame({"user_id": np.repeat(chosen["user_id"], len(posts)).to_numpy(),
+                             "post_id": posts["post_id"].to_numpy()[post_index], "timestamp": when})  # fmt: skip
+    expected = store.features(examples, "control", as_of_day=as_of)
+    actual = serving.features(chosen, candidates, when)
+    pd.testing.assert_frame_equal(actual, expected, check_dtype=False)
+    assert expected["user_views"].gt(0).any() and expected["cohort_cluster_like_rate"].nunique() > 1
+
+
+def test_a_user_unknown_to_the_history_gets_group_features(tiny_extract, vectors):
+    """A fresh user has no history of their own, but their cohort and city have one."""
+    store = FeatureStore(tiny_extract[0], *vectors)
+    users, posts = store.entities("control")
+    serving = ServingFeatures(store.history_as_of("control", "2021-10-15"), posts, vectors[1]["control"])
+    fresh = with_cohorts(users.drop(columns="cohort").iloc[[0]].assign(user_id=10**9))
+    frame = serving.features(fresh, np.arange(len(posts))[None, :], pd.Timestamp("2021-10-15 09:00"))
+    assert (frame["user_views"] == 0).all() and frame["sim_liked"].isna().all()
+    assert frame["cohort_sim_taste"].notna().all() and frame["post_like_rate"].nunique() > 1

@@ -1,0 +1,170 @@
+"""The lookup API (Starlette): the feed asks which posts to show a user.
+
+    GET /post/recommendations/?id=<user id>&time=<ISO datetime>&limit=<1..100, default 5>
+    -> {"exp_group": "control"|"test", "recommendations": [{"id", "text", "topic"}, ...]}
+
+A known user's posts are a lookup in the current snapshot's precomputed lists (the bucket of the
+requested hour); a user in the source's ``user_data`` but not in the snapshot (signed up after the
+last batch) is scored on the fly with their group's model. The response carries the model version
+(``X-Model-Version``), the snapshot (``X-Snapshot``) and a request id (``X-Request-Id``); each one
+is logged as an exposure. Errors are JSON: 422 for bad parameters (naming the parameter), 404 for
+an unknown user, 503 while no snapshot is loaded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import uuid
+
+import pandas as pd
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.schemas import SchemaGenerator
+
+from api.snapshots import SnapshotWatcher
+from recsys.exposures import ExposureLog
+from recsys.sources import SourceError, open_source
+
+log = logging.getLogger(__name__)
+
+MAX_LIMIT = 100
+schemas = SchemaGenerator({"openapi": "3.0.0", "info": {"title": "recsys lookup API", "version": "1"}})
+
+
+class BadParameter(ValueError):
+    def __init__(self, parameter: str, message: str):
+        super().__init__(message)
+        self.parameter = parameter
+
+
+def _error(status: int, message: str, **extra) -> JSONResponse:
+    return JSONResponse({"error": message, **extra}, status_code=status)
+
+
+def parse_query(params) -> tuple[int, pd.Timestamp, int]:
+    """(user id, time as naive UTC, limit) from the query string, or BadParameter."""
+    raw_id = params.get("id")
+    if raw_id is None or raw_id.strip() == "":
+        raise BadParameter("id", "the query parameter id (a user id) is required")
+    try:
+        user_id = int(raw_id)
+    except ValueError:
+        raise BadParameter("id", f"id must be an integer, got {raw_id!r}") from None
+    raw_time = params.get("time")
+    if raw_time is None or raw_time.strip() == "":
+        when = pd.Timestamp(dt.datetime.now(dt.UTC).replace(tzinfo=None))
+    else:
+        try:
+            when = pd.Timestamp(dt.datetime.fromisoformat(raw_time.strip().replace(" ", "T", 1)))
+        except ValueError:
+            raise BadParameter("time", f"time must be an ISO 8601 datetime, got {raw_time!r}") from None
+        if when.tzinfo is not None:
+            when = when.tz_convert("UTC").tz_localize(None)
+    raw_limit = params.get("limit", "5")
+    try:
+        limit = int(raw_limit)
+    except ValueError:
+        raise BadParameter("limit", f"limit must be an integer, got {raw_limit!r}") from None
+    if not 1 <= limit <= MAX_LIMIT:
+        raise BadParameter("limit", f"limit must be between 1 and {MAX_LIMIT}, got {limit}")
+    return user_id, when, limit
+
+
+def create_app(settings) -> Starlette:
+    watcher = SnapshotWatcher(settings)
+    exposures: ExposureLog | None = None
+
+    async def recommendations(request: Request) -> Response:
+        """
+        summary: The posts to show a user
+        parameters:
+          - {name: id, in: query, required: true, schema: {type: integer}}
+          - {name: time, in: query, required: false, schema: {type: string, format: date-time}}
+          - {name: limit, in: query, required: false, schema: {type: integer, minimum: 1, maximum: 100, default: 5}}
+        responses:
+          200: {description: '{"exp_group": "control"|"test", "recommendations": [{"id", "text", "topic"}]}'}
+          404: {description: unknown user}
+          422: {description: a bad parameter, named in the error}
+          503: {description: no snapshot loaded yet}
+        """
+        try:
+            user_id, when, limit = parse_query(request.query_params)
+        except BadParameter as bad:
+            return _error(422, str(bad), parameter=bad.parameter)
+        current = watcher.current  # one snapshot for the whole request, whatever swaps meanwhile
+        if current is None:
+            return _error(503, f"not ready: {watcher.last_error or 'loading the snapshot'}")
+        rows = current.lookup(user_id, when.hour, limit)
+        fresh = rows is None
+        if fresh:
+            try:
+                user = await run_in_threadpool(open_source(settings.source_url).find_user, user_id)
+            except SourceError as error:
+                return _error(503, f"user {user_id} is not in the snapshot and the source is unavailable: {error}")
+            if user is None:
+                return _error(404, f"unknown user id {user_id}", parameter="id")
+            rows = await run_in_threadpool(current.score_fresh, user, when, limit)
+        group = current.group_of(user_id)
+        request_id = uuid.uuid4().hex
+        body = current.render(group, rows)
+        exposures.append({
+            "request_id": request_id, "user_id": user_id, "exp_group": group,
+            "model_version": current.models_version, "snapshot": current.id, "fresh_user": fresh,
+            "time": when.to_pydatetime(), "served_at": dt.datetime.now(dt.UTC).replace(tzinfo=None),
+            "post_ids": current.post_index[rows].tolist(),
+        })  # fmt: skip
+        headers = {"X-Model-Version": current.models_version, "X-Snapshot": current.id, "X-Request-Id": request_id}
+        return Response(body, media_type="application/json", headers=headers)
+
+    async def health(request: Request) -> Response:
+        """
+        summary: The process is up
+        responses: {200: {description: ok}}
+        """
+        return JSONResponse({"status": "ok"})
+
+    async def ready(request: Request) -> Response:
+        """
+        summary: A snapshot is loaded, and which
+        responses:
+          200: {description: "ready: the snapshot and the model version served"}
+          503: {description: not ready}
+        """
+        current = watcher.current
+        if current is None:
+            return JSONResponse({"ready": False, "reason": watcher.last_error or "loading"}, status_code=503)
+        return JSONResponse({
+            "ready": True, "snapshot": current.id, "models_version": current.models_version,
+            "users": len(current.user_ids),
+            "loaded_at": dt.datetime.fromtimestamp(current.loaded_at, dt.UTC).isoformat(timespec="seconds"),
+            "last_error": watcher.last_error,
+        })  # fmt: skip
+
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(schemas.get_schema(routes=request.app.routes))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        nonlocal exposures
+        exposures = ExposureLog(settings.exposures_dir)
+        await run_in_threadpool(watcher.start)
+        try:
+            yield
+        finally:
+            watcher.stop()
+            exposures.close()
+
+    routes = [
+        Route("/post/recommendations/", recommendations),
+        Route("/health", health),
+        Route("/ready", ready),
+        Route("/openapi.json", openapi, include_in_schema=False),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.watcher = watcher
+    return app

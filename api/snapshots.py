@@ -1,0 +1,171 @@
+"""The served snapshot in memory, and the watcher that swaps in a newly published one.
+
+A ``LoadedSnapshot`` is immutable once built; a request takes one reference and uses only it, so a
+swap never mixes two snapshots in one response. Loading happens off the request path; a snapshot
+whose manifest or checksums do not match is refused and the old one keeps serving.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from recsys import ab, models, precompute, snapshot
+from recsys.features import with_cohorts
+from recsys.sources import quiet_duckdb
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoadedSnapshot:
+    id: str
+    manifest: dict
+    user_ids: np.ndarray  # sorted
+    offsets: np.ndarray  # recommendations of user row u, bucket b: post_rows[offsets[u * buckets + b]:...+1]
+    post_rows: np.ndarray  # rows into post_json
+    post_json: list[bytes]  # {"id", "text", "topic"} of each post, encoded once
+    post_index: pd.Index  # post_id -> row into post_json
+    loaded_at: float
+    folder: Path
+    _fresh_scorers: dict = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def buckets(self) -> int:
+        return self.manifest["time_buckets"]
+
+    @property
+    def models_version(self) -> str:
+        return self.manifest["models_version"]
+
+    def group_of(self, user_id: int) -> str:
+        return ab.assign_group(user_id, self.manifest["ab"]["salt"], self.manifest["ab"]["test_share"])
+
+    def lookup(self, user_id: int, hour: int, limit: int) -> np.ndarray | None:
+        """Post rows precomputed for a user in the hour's bucket, or None for a user not in the snapshot."""
+        row = int(np.searchsorted(self.user_ids, user_id))
+        if row >= len(self.user_ids) or self.user_ids[row] != user_id:
+            return None
+        key = row * self.buckets + precompute.bucket_of(hour, self.buckets)
+        start, end = self.offsets[key], self.offsets[key + 1]
+        return self.post_rows[start : min(end, start + limit)]
+
+    def score_fresh(self, user: dict, when: pd.Timestamp, limit: int) -> np.ndarray:
+        """Rank every post for a user the snapshot does not know, with their group's model."""
+        model, kind, serving = self._fresh_scorer(self.group_of(user["user_id"]))
+        n_posts = len(serving.posts)
+        users = with_cohorts(pd.DataFrame([user]))
+        frame = serving.features(users, np.arange(n_posts)[None, :], when)
+        scores = models.predict(model, kind, frame)
+        best = np.argsort(-scores, kind="stable")[:limit]
+        rows = self.post_index.get_indexer(serving.posts["post_id"].to_numpy()[best])
+        return rows[rows >= 0]
+
+    def render(self, group: str, rows: np.ndarray) -> bytes:
+        """The response body: posts encoded once at load, joined."""
+        return (
+            b'{"exp_group":"'
+            + group.encode()
+            + b'","recommendations":['
+            + b",".join([self.post_json[i] for i in rows])
+            + b"]}"
+        )
+
+    def _fresh_scorer(self, group: str):
+        with self._lock:  # loaded on first use: most processes never meet a fresh user of both groups
+            if group not in self._fresh_scorers:
+                kind = self.manifest["group_models"][group]
+                self._fresh_scorers[group] = (
+                    models.load(self.folder / "models" / f"{kind}.cbm"),
+                    kind,
+                    precompute.load_serving(self.folder, models.TEXT_SPACE[kind]),
+                )
+            return self._fresh_scorers[group]
+
+
+def load_snapshot(folder: Path) -> LoadedSnapshot:
+    """Verify a published snapshot and load it into compact arrays through DuckDB."""
+    started = time.perf_counter()
+    manifest = snapshot.verify(folder)
+    buckets = manifest["time_buckets"]
+    con = quiet_duckdb()
+    posts = con.execute(f"SELECT post_id, text, topic FROM read_parquet('{folder / 'posts.parquet'}')").df()
+    post_json = [
+        json.dumps({"id": int(i), "text": text, "topic": topic}, ensure_ascii=False).encode()
+        for i, text, topic in zip(posts["post_id"], posts["text"], posts["topic"], strict=True)
+    ]
+    post_index = pd.Index(posts["post_id"].to_numpy())
+    user_ids = (
+        con.execute(f"SELECT user_id FROM read_parquet('{folder / 'users.parquet'}') ORDER BY user_id")
+        .fetchnumpy()["user_id"]
+        .astype(np.int64)
+    )
+    ranked = con.execute(f"""
+        SELECT user_id, bucket, post_id FROM read_parquet('{folder / "recommendations" / "*.parquet"}')
+        ORDER BY user_id, bucket, rank""").fetchnumpy()
+    con.close()
+    user_rows = np.searchsorted(user_ids, ranked["user_id"])
+    keys = user_rows * buckets + ranked["bucket"].astype(np.int64)
+    offsets = np.searchsorted(keys, np.arange(len(user_ids) * buckets + 1)).astype(np.int64)
+    post_rows = post_index.get_indexer(ranked["post_id"]).astype(np.int32)
+    loaded = LoadedSnapshot(id=folder.name, manifest=manifest, user_ids=user_ids, offsets=offsets,
+                            post_rows=post_rows, post_json=post_json, post_index=post_index,
+                            loaded_at=time.time(), folder=folder)  # fmt: skip
+    log.info("loaded snapshot %s: %s users, %s recommendations, %s posts in %.2f s", folder.name,
+             f"{len(user_ids):,}", f"{len(post_rows):,}", f"{len(post_json):,}",
+             time.perf_counter() - started)  # fmt: skip
+    return loaded
+
+
+class SnapshotWatcher:
+    """Holds the current snapshot; a thread polls ``snapshots/CURRENT`` and swaps in new ones."""
+
+    def __init__(self, settings):
+        self.settings = settings
+        self.current: LoadedSnapshot | None = None
+        self.last_error: str | None = None
+        self._refused: set[str] = set()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def check(self) -> None:
+        """Load the published snapshot if it is not the one being served (and was not refused)."""
+        wanted = snapshot.current_id(self.settings)
+        if wanted is None:
+            self.last_error = f"no snapshot published under {self.settings.snapshots_dir}"
+            return
+        if (self.current is not None and self.current.id == wanted) or wanted in self._refused:
+            return
+        try:
+            self.current = load_snapshot(self.settings.snapshots_dir / wanted)
+            self.last_error = None
+        except (snapshot.SnapshotError, OSError, ValueError) as error:
+            self._refused.add(wanted)
+            self.last_error = f"snapshot {wanted} refused: {error}"
+            serving = self.current.id if self.current else "nothing"
+            log.error("%s; still serving %s", self.last_error, serving)
+
+    def start(self) -> None:
+        self.check()
+        self._thread = threading.Thread(target=self._run, name="snapshot-watcher", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.settings.reload_seconds):
+            try:
+                self.check()
+            except Exception:  # the watcher must outlive any one bad snapshot
+                log.exception("snapshot check failed")
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)

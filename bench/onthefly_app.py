@@ -1,0 +1,36 @@
+"""The original's design, for comparison: every request scores all posts with CatBoost.
+
+The same features and models as the product (the snapshot's history and models), but no
+precomputed lists: each request builds the user x all-posts feature frame and predicts.
+
+    RECSYS_DATA_DIR=... uvicorn --app-dir bench onthefly_app:app --port 8102
+"""
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from api.snapshots import load_snapshot  # noqa: E402
+from recsys import snapshot  # noqa: E402
+from recsys.config import load_settings  # noqa: E402
+
+current = load_snapshot(snapshot.current_dir(load_settings()))
+users = pd.read_parquet(current.folder / "users.parquet").set_index("user_id")
+
+
+async def score_all_posts(request: Request) -> Response:
+    user_id = int(request.query_params["id"])
+    user = {"user_id": user_id, **users.loc[user_id].drop(["cohort", "group", "shard"]).to_dict()}
+    when = pd.Timestamp(request.query_params.get("time", "2021-12-30T12:00"))
+    rows = current.score_fresh(user, when, int(request.query_params.get("limit", 5)))
+    return Response(current.render(current.group_of(user_id), rows), media_type="application/json")
+
+
+app = Starlette(routes=[Route("/post/recommendations/", score_all_posts)])

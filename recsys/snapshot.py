@@ -1,0 +1,165 @@
+"""Snapshots: what the API serves, published atomically and kept for rollback.
+
+Layout of ``RECSYS_DATA_DIR/snapshots/``::
+
+    CURRENT                      the id of the snapshot being served (replaced atomically)
+    .staging-<id>/               a snapshot being built (never read by the API)
+    <id>/plan.json               what precompute was asked to do (groups, shards, K, buckets, ...)
+    <id>/manifest.json           written last: model versions, split, row counts, sha256 of every file
+    <id>/users.parquet           every user known at the cutoff, with A/B group and shard
+    <id>/posts.parquet           post_id, text, topic: what a response shows
+    <id>/liked.parquet           (user_id, post_id) pairs liked before the cutoff: never recommended
+    <id>/models/<kind>.cbm       the served models (a snapshot is self-contained)
+    <id>/state/<space>/*.parquet the history as of the cutoff, for scoring fresh users
+    <id>/recommendations/<group>-<shard>.parquet   user_id, bucket, rank, post_id, score
+
+Publishing renames the finished staging folder into place and then replaces ``CURRENT``: a reader
+sees the old complete snapshot or the new complete one. The newest ``RECSYS_SNAPSHOTS_KEPT`` are
+kept; ``rollback`` points ``CURRENT`` at an older one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import shutil
+from pathlib import Path
+
+from recsys.files import read_json, sha256, write_atomically, write_json
+
+log = logging.getLogger(__name__)
+
+CURRENT = "CURRENT"
+MANIFEST = "manifest.json"
+PLAN = "plan.json"
+STAGING_PREFIX = ".staging-"
+
+
+class SnapshotError(RuntimeError):
+    """A snapshot is incomplete, corrupt, or missing."""
+
+
+def new_staging_dir(settings, cutoff: dt.date) -> Path:
+    snapshot_id = f"{cutoff}-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%f}"
+    path = settings.snapshots_dir / f"{STAGING_PREFIX}{snapshot_id}"
+    path.mkdir(parents=True)
+    return path
+
+
+def snapshot_id_of(staging_dir: Path) -> str:
+    return staging_dir.name.removeprefix(STAGING_PREFIX)
+
+
+def _files(snapshot_dir: Path) -> list[Path]:
+    return sorted(p for p in snapshot_dir.rglob("*") if p.is_file() and p.name != MANIFEST)
+
+
+def publish(staging_dir: Path, settings) -> str:
+    """Check that every shard is there, write the manifest last, move the snapshot into place and
+    make it current. Returns the snapshot id."""
+    import pyarrow.parquet as pq
+
+    plan = read_json(staging_dir / PLAN)
+    expected = {shard_file(staging_dir, group, shard) for group in plan["groups"] for shard in range(plan["shards"])}
+    missing = sorted(p.name for p in expected if not p.exists())
+    if missing:
+        raise SnapshotError(f"snapshot {snapshot_id_of(staging_dir)} is missing {len(missing)} shard file(s): "
+                            f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")  # fmt: skip
+    rows = {p.name: pq.ParquetFile(p).metadata.num_rows for p in sorted(expected)}
+    copied = ("snapshot", "models_version", "cutoff", "as_of", "ab", "top_k", "time_buckets", "candidates",
+              "shards", "groups", "group_models")  # fmt: skip
+    manifest = {
+        **{key: plan[key] for key in copied},
+        "recommendation_rows": rows,
+        "users": pq.ParquetFile(staging_dir / "users.parquet").metadata.num_rows,
+        "checksums": {str(p.relative_to(staging_dir)): sha256(p) for p in _files(staging_dir)},
+        "published_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+    write_json(staging_dir / MANIFEST, manifest)
+    target = settings.snapshots_dir / plan["snapshot"]
+    staging_dir.rename(target)
+    write_atomically(settings.snapshots_dir / CURRENT, target.name + "\n")
+    log.info("published snapshot %s: %s recommendation rows for %s users", target.name,
+             f"{sum(rows.values()):,}", f"{manifest['users']:,}")  # fmt: skip
+    prune(settings)
+    return target.name
+
+
+def published(settings) -> list[str]:
+    """Ids of the published snapshots, oldest first."""
+    root = settings.snapshots_dir
+    if not root.exists():
+        return []
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and (p / MANIFEST).exists()
+                  and not p.name.startswith("."))  # fmt: skip
+
+
+def current_id(settings) -> str | None:
+    pointer = settings.snapshots_dir / CURRENT
+    return pointer.read_text().strip() if pointer.exists() else None
+
+
+def current_dir(settings) -> Path:
+    snapshot = current_id(settings)
+    if snapshot is None:
+        raise SnapshotError(f"no snapshot published under {settings.snapshots_dir}: run `recsys pipeline` first")
+    return settings.snapshots_dir / snapshot
+
+
+def verify(snapshot_dir: Path, checksums: bool = True) -> dict:
+    """The snapshot's manifest, after checking that its files are there and unchanged."""
+    manifest_path = snapshot_dir / MANIFEST
+    if not manifest_path.exists():
+        raise SnapshotError(f"snapshot {snapshot_dir.name} has no {MANIFEST}: it was never completely published")
+    try:
+        manifest = read_json(manifest_path)
+        listed = manifest["checksums"]
+    except (ValueError, KeyError) as error:
+        raise SnapshotError(f"snapshot {snapshot_dir.name}: unreadable {MANIFEST} ({error})") from None
+    for name, digest in listed.items():
+        path = snapshot_dir / name
+        if not path.exists():
+            raise SnapshotError(f"snapshot {snapshot_dir.name}: {name} is missing")
+        if checksums and sha256(path) != digest:
+            raise SnapshotError(f"snapshot {snapshot_dir.name}: {name} does not match its checksum")
+    return manifest
+
+
+def rollback(settings, snapshot: str | None = None) -> str:
+    """Serve an older published snapshot: the given one, or the one before the current."""
+    available = published(settings)
+    current = current_id(settings)
+    if snapshot is None:
+        older = [s for s in available if current is None or s < current]
+        if not older:
+            raise SnapshotError(f"no snapshot older than {current} to roll back to (kept: {', '.join(available)})")
+        snapshot = older[-1]
+    if snapshot not in available:
+        raise SnapshotError(f"snapshot {snapshot} is not published; kept: {', '.join(available) or 'none'}")
+    verify(settings.snapshots_dir / snapshot)
+    write_atomically(settings.snapshots_dir / CURRENT, snapshot + "\n")
+    log.info("rolled back from %s to %s", current, snapshot)
+    return snapshot
+
+
+def prune(settings) -> list[str]:
+    """Delete all but the newest RECSYS_SNAPSHOTS_KEPT snapshots (never the current one), and
+    staging folders of runs that died more than a day ago."""
+    current = current_id(settings)
+    removed = []
+    for snapshot in published(settings)[: -settings.snapshots_kept]:
+        if snapshot != current:
+            shutil.rmtree(settings.snapshots_dir / snapshot)
+            removed.append(snapshot)
+    stale = dt.datetime.now().timestamp() - 86_400
+    for staging in settings.snapshots_dir.glob(f"{STAGING_PREFIX}*"):
+        if staging.stat().st_mtime < stale:
+            shutil.rmtree(staging)
+            removed.append(staging.name)
+    if removed:
+        log.info("removed old snapshots: %s", ", ".join(removed))
+    return removed
+
+
+def shard_file(snapshot_dir: Path, group: str, shard: int) -> Path:
+    return snapshot_dir / "recommendations" / f"{group}-{shard:04d}.parquet"

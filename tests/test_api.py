@@ -1,0 +1,208 @@
+"""The lookup API against a tiny snapshot: contract, groups, bad input, fresh users, swaps, exposures."""
+
+import contextlib
+import shutil
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import duckdb
+import httpx
+import pandas as pd
+import pytest
+import uvicorn
+from starlette.testclient import TestClient
+
+from api.app import create_app
+from recsys import ab, precompute, snapshot
+
+
+@contextlib.contextmanager
+def live_api(settings):
+    """The app under a real uvicorn in a thread; stopped cleanly (lifespan shutdown) on exit."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = create_app(settings)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "the API did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}", app
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+@pytest.fixture
+def client(served_copy):
+    with TestClient(create_app(served_copy)) as test_client:
+        yield test_client
+
+
+def users_of(settings):
+    return pd.read_parquet(snapshot.current_dir(settings) / "users.parquet")
+
+
+def test_contract_and_group(client, served_copy):
+    user_id = int(users_of(served_copy)["user_id"].iloc[3])
+    response = client.get("/post/recommendations/", params={"id": user_id, "time": "2021-10-15T10:00:00", "limit": 7})
+    assert response.status_code == 200 and response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert set(body) == {"exp_group", "recommendations"}
+    assert body["exp_group"] == ab.assign_group(user_id, served_copy.ab_salt, served_copy.ab_test_share)
+    assert len(body["recommendations"]) == 7
+    for post in body["recommendations"]:
+        assert set(post) == {"id", "text", "topic"} and isinstance(post["id"], int) and post["text"]
+    assert response.headers["x-model-version"] == snapshot.verify(snapshot.current_dir(served_copy))["models_version"]
+    default = client.get("/post/recommendations/", params={"id": user_id, "time": "2021-10-15T10:00:00"}).json()
+    assert default["recommendations"] == body["recommendations"][:5]  # limit defaults to 5
+
+
+def test_served_posts_are_the_precomputed_ranking(client, served_copy):
+    current = snapshot.current_dir(served_copy)
+    ranked = pd.read_parquet(current / "recommendations")
+    user_id = int(ranked["user_id"].iloc[0])
+    body = client.get("/post/recommendations/", params={"id": user_id, "limit": 10}).json()
+    expected = ranked[ranked["user_id"] == user_id].sort_values("rank")["post_id"].head(10).tolist()
+    assert [p["id"] for p in body["recommendations"]] == expected
+
+
+def test_liked_posts_are_never_returned(client, served_copy):
+    liked = pd.read_parquet(snapshot.current_dir(served_copy) / "liked.parquet")
+    likers = liked["user_id"].value_counts().index[:40]
+    assert len(likers) == 40
+    for user_id in likers:
+        body = client.get("/post/recommendations/", params={"id": int(user_id), "limit": 20}).json()
+        shown = {p["id"] for p in body["recommendations"]}
+        assert shown and not shown & set(liked.loc[liked["user_id"] == user_id, "post_id"])
+
+
+def test_unknown_user_is_404(client):
+    response = client.get("/post/recommendations/", params={"id": 10**12})
+    assert response.status_code == 404 and response.json() == {"error": f"unknown user id {10**12}", "parameter": "id"}
+
+
+@pytest.mark.parametrize(
+    ("params", "parameter"),
+    [
+        ({}, "id"),
+        ({"id": "abc"}, "id"),
+        ({"id": "1.5"}, "id"),
+        ({"id": "1", "time": "yesterday"}, "time"),
+        ({"id": "1", "time": "2021-13-01T00:00"}, "time"),
+        ({"id": "1", "limit": "0"}, "limit"),
+        ({"id": "1", "limit": "101"}, "limit"),
+        ({"id": "1", "limit": "five"}, "limit"),
+    ],
+)
+def test_bad_input_is_422_naming_the_parameter(client, params, parameter):
+    response = client.get("/post/recommendations/", params=params)
+    assert response.status_code == 422
+    assert response.json()["parameter"] == parameter and parameter in response.json()["error"]
+
+
+def test_fresh_user_is_scored_on_the_fly(served_copy, monkeypatch, tmp_path):
+    """A user who signed up after the batch is in the source but not in the snapshot."""
+    source = tmp_path / "source.duckdb"
+    shutil.copy(served_copy.source_url.removeprefix("duckdb:///"), source)
+    with duckdb.connect(str(source)) as con:
+        con.execute("INSERT INTO user_data SELECT 999999999, gender, age, country, city, exp_group, os, source "
+                    "FROM user_data ORDER BY user_id LIMIT 1")  # fmt: skip
+    monkeypatch.setenv("RECSYS_SOURCE_URL", f"duckdb:///{source}")
+    from recsys.config import load_settings
+
+    settings = load_settings()
+    with TestClient(create_app(settings)) as client:
+        response = client.get(
+            "/post/recommendations/", params={"id": 999999999, "time": "2021-10-15 21:00", "limit": 8}
+        )
+        assert response.status_code == 200
+        body = response.json()
+    assert body["exp_group"] == ab.assign_group(999999999, settings.ab_salt, settings.ab_test_share)
+    assert len(body["recommendations"]) == 8 and len({p["id"] for p in body["recommendations"]}) == 8
+
+
+def test_health_ready_and_openapi(client, served_copy):
+    assert client.get("/health").json() == {"status": "ok"}
+    ready = client.get("/ready").json()
+    assert ready["ready"] is True and ready["snapshot"] == snapshot.current_id(served_copy)
+    schema = client.get("/openapi.json").json()
+    assert "/post/recommendations/" in schema["paths"]
+
+
+def test_not_ready_without_a_snapshot(served_copy):
+    (served_copy.snapshots_dir / snapshot.CURRENT).unlink()
+    with TestClient(create_app(served_copy)) as client:
+        assert client.get("/ready").status_code == 503
+        response = client.get("/post/recommendations/", params={"id": 1})
+        assert response.status_code == 503 and "no snapshot published" in response.json()["error"]
+
+
+def test_snapshot_swap_under_concurrent_requests_has_no_errors(served_copy):
+    user_ids = users_of(served_copy)["user_id"].head(50).tolist()
+    old = snapshot.current_id(served_copy)
+    with live_api(served_copy) as (url, app):
+        stop = threading.Event()
+
+        def hammer(worker):
+            statuses, versions = [], set()
+            with httpx.Client(base_url=url, timeout=10) as http:
+                i = 0
+                while not stop.is_set() or i < 20:
+                    response = http.get("/post/recommendations/", params={"id": user_ids[(worker + i) % 50]})
+                    statuses.append(response.status_code)
+                    versions.add(response.headers.get("x-snapshot"))
+                    i += 1
+            return statuses, versions
+
+        with ThreadPoolExecutor(4) as pool:
+            futures = [pool.submit(hammer, w) for w in range(4)]
+            new = precompute.run(served_copy)
+            app.state.watcher.check()  # what the watcher thread does every RECSYS_RELOAD_SECONDS
+            time.sleep(0.3)
+            stop.set()
+            results = [f.result() for f in futures]
+        statuses = [s for r, _ in results for s in r]
+        assert len(statuses) > 80 and set(statuses) == {200}
+        assert {v for _, r in results for v in r} <= {old, new}
+        assert httpx.get(f"{url}/ready").json()["snapshot"] == new
+
+
+def test_a_corrupt_snapshot_is_refused_and_the_old_one_keeps_serving(served_copy):
+    with live_api(served_copy) as (url, app):
+        old = httpx.get(f"{url}/ready").json()["snapshot"]
+        staging = precompute.stage(served_copy)
+        for group, shard in precompute.shards_of(staging):
+            precompute.run_shard(staging, group, shard)
+        new = snapshot.publish(staging, served_copy)
+        damaged = snapshot.shard_file(served_copy.snapshots_dir / new, "test", 0)
+        damaged.write_bytes(damaged.read_bytes()[:100])
+        app.state.watcher.check()
+        ready = httpx.get(f"{url}/ready").json()
+        assert ready["snapshot"] == old and f"snapshot {new} refused" in ready["last_error"]
+        user_id = int(users_of(served_copy)["user_id"].iloc[0])
+        assert httpx.get(f"{url}/post/recommendations/", params={"id": user_id}).status_code == 200
+
+
+def test_every_response_is_an_exposure_after_a_clean_shutdown(served_copy):
+    user_ids = users_of(served_copy)["user_id"].head(30).tolist()
+    served = {}
+    with live_api(served_copy) as (url, _), httpx.Client(base_url=url) as http:
+        for i in range(300):
+            user_id = user_ids[i % 30]
+            response = http.get("/post/recommendations/", params={"id": user_id, "time": f"2021-10-{15 + i % 3}T12:00"})
+            served[response.headers["x-request-id"]] = (user_id, [p["id"] for p in response.json()["recommendations"]])
+    # The API has shut down: everything is on disk, readable with DuckDB.
+    log = duckdb.sql(
+        f"SELECT * FROM read_parquet('{served_copy.exposures_dir}/*/*.parquet', hive_partitioning = true)"
+    ).df()
+    assert len(log) == 300 and set(log["request_id"]) == set(served)
+    for row in log.itertuples():
+        assert (row.user_id, list(row.post_ids)) == served[row.request_id]
+    assert sorted(log["day"].astype(str).unique()) == ["2021-10-15", "2021-10-16", "2021-10-17"]

@@ -1,0 +1,89 @@
+"""Precompute on the tiny preset: every user ranked by their group's model, shards independent."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recsys import ab, models, precompute, snapshot
+from recsys.config import load_settings
+from recsys.files import read_json
+
+
+@pytest.fixture
+def current(served, monkeypatch):
+    env, data_dir = served
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return snapshot.current_dir(load_settings())
+
+
+def recommendations(snapshot_dir):
+    return pd.concat([pd.read_parquet(p) for p in sorted((snapshot_dir / "recommendations").glob("*.parquet"))])
+
+
+def test_every_user_gets_top_k_of_their_group_without_liked_posts(current):
+    users = pd.read_parquet(current / "users.parquet")
+    plan = read_json(current / snapshot.PLAN)
+    ranked = recommendations(current)
+    assert set(ranked["user_id"]) == set(users["user_id"])
+    per_user = ranked.groupby("user_id").size()
+    liked = pd.read_parquet(current / "liked.parquet")
+    assert per_user.max() == plan["top_k"] == 20 and per_user.min() >= 5
+    assert (per_user[per_user < plan["top_k"]].index.isin(liked["user_id"])).all()  # only liked posts are missing
+    assert ranked.merge(liked, on=["user_id", "post_id"]).empty
+    assert (ranked.groupby("user_id")["rank"].apply(lambda r: list(r) == list(range(len(r))))).all()
+    assert (ranked.groupby("user_id")["score"].apply(lambda s: s.is_monotonic_decreasing)).all()
+    groups = ab.assign_groups(users["user_id"].to_numpy(), plan["ab"]["salt"], plan["ab"]["test_share"])
+    assert (users["group"].to_numpy() == groups).all()
+
+
+def test_shard_files_hold_their_group_and_shard(current):
+    users = pd.read_parquet(current / "users.parquet").set_index("user_id")
+    for group, shard in precompute.shards_of(current):
+        part = pd.read_parquet(snapshot.shard_file(current, group, shard))
+        assert len(part) and (users.loc[part["user_id"], "group"] == group).all()
+        assert (users.loc[part["user_id"], "shard"] == shard).all()
+
+
+def test_a_shard_rerun_gives_the_same_file(current, tmp_path):
+    import shutil
+
+    staging = tmp_path / "again"
+    shutil.copytree(current, staging)
+    before = pd.read_parquet(snapshot.shard_file(current, "test", 1))
+    after = pd.read_parquet(precompute.run_shard(staging, "test", 1))
+    pd.testing.assert_frame_equal(before, after)
+    with pytest.raises(ValueError, match="no shard test/7"):
+        precompute.run_shard(staging, "test", 7)
+
+
+def test_ranking_is_the_models_own_ranking_over_all_candidates(current):
+    """The precomputed top posts are the model's best among all posts when there is no candidate stage."""
+    plan = read_json(current / snapshot.PLAN)
+    serving = precompute.load_serving(current, "test")
+    model = models.load(current / "models" / "test.cbm")
+    users = pd.read_parquet(current / "users.parquet").head(3)
+    no_likes = pd.DataFrame({"user_id": [], "post_id": []})
+    ranked = precompute.rank_users(model, "test", serving, users, no_likes, pd.Timestamp(plan["as_of"]).date(),
+                                   top_k=5, buckets=1, candidates=0)  # fmt: skip
+    n_posts = len(serving.posts)
+    frame = serving.features(users, np.broadcast_to(np.arange(n_posts), (len(users), n_posts)),
+                             pd.Timestamp(plan["as_of"]) + pd.Timedelta(hours=12))  # fmt: skip
+    scores = models.predict(model, "test", frame).reshape(len(users), n_posts)
+    for row, user_id in enumerate(users["user_id"]):
+        best = serving.posts["post_id"].to_numpy()[np.argsort(-scores[row], kind="stable")[:5]]
+        assert list(ranked.loc[ranked["user_id"] == user_id, "post_id"]) == list(best)
+
+
+def test_cohort_candidates_are_every_post_when_few(current):
+    serving = precompute.load_serving(current, "control")
+    users = pd.read_parquet(current / "users.parquet").head(4)
+    assert precompute.cohort_candidates(serving, users, 0).shape == (4, len(serving.posts))
+    few = precompute.cohort_candidates(serving, users, 10)
+    assert few.shape == (4, 10) and all(len(set(row)) == 10 for row in few)
+
+
+def test_time_buckets_cover_the_day():
+    assert precompute.bucket_hours(1) == [12.0]
+    assert precompute.bucket_hours(4) == [3.0, 9.0, 15.0, 21.0]
+    assert [precompute.bucket_of(h, 4) for h in (0, 5, 6, 23)] == [0, 0, 1, 3]

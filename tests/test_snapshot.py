@@ -1,0 +1,48 @@
+"""Snapshots: published whole or not at all, verified, kept, rolled back."""
+
+import pytest
+
+from recsys import precompute, snapshot
+from recsys.files import read_json
+
+
+def test_manifest_lists_every_file_with_its_checksum(served_copy):
+    current = snapshot.current_dir(served_copy)
+    manifest = snapshot.verify(current)
+    assert manifest["models_version"] and manifest["ab"]["salt"] == served_copy.ab_salt
+    files = {str(p.relative_to(current)) for p in current.rglob("*") if p.is_file()} - {snapshot.MANIFEST}
+    assert set(manifest["checksums"]) == files
+    assert sum(manifest["recommendation_rows"].values()) > 0
+
+
+def test_a_changed_or_missing_file_is_refused(served_copy):
+    current = snapshot.current_dir(served_copy)
+    shard = snapshot.shard_file(current, "control", 0)
+    shard.write_bytes(shard.read_bytes()[:-10] + b"0123456789")
+    with pytest.raises(snapshot.SnapshotError, match="control-0000.parquet does not match its checksum"):
+        snapshot.verify(current)
+    shard.unlink()
+    with pytest.raises(snapshot.SnapshotError, match="control-0000.parquet is missing"):
+        snapshot.verify(current)
+
+
+def test_publish_refuses_a_snapshot_with_a_missing_shard(served_copy):
+    before = snapshot.current_id(served_copy)
+    staging = precompute.stage(served_copy)
+    precompute.run_shard(staging, "control", 0)
+    with pytest.raises(snapshot.SnapshotError, match="missing 3 shard file"):
+        snapshot.publish(staging, served_copy)
+    assert snapshot.current_id(served_copy) == before and not (staging / snapshot.MANIFEST).exists()
+
+
+def test_new_snapshot_becomes_current_old_ones_are_pruned_and_rollback_works(served_copy):
+    first = snapshot.current_id(served_copy)
+    made = [precompute.run(served_copy) for _ in range(3)]
+    assert snapshot.current_id(served_copy) == made[-1]
+    kept = snapshot.published(served_copy)
+    assert kept == sorted(made)[-served_copy.snapshots_kept :] and first not in kept
+    assert snapshot.rollback(served_copy) == made[-2] == snapshot.current_id(served_copy)
+    assert snapshot.rollback(served_copy, made[-1]) == made[-1]
+    with pytest.raises(snapshot.SnapshotError, match="is not published"):
+        snapshot.rollback(served_copy, first)
+    assert read_json(served_copy.snapshots_dir / made[-1] / snapshot.MANIFEST)["snapshot"] == made[-1]
