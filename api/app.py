@@ -5,7 +5,8 @@
 
 A known user's posts are a lookup in the current snapshot's precomputed lists (the bucket of the
 requested hour); a user in the source's ``user_data`` but not in the snapshot (signed up after the
-last batch) is scored on the fly with their group's model. The response carries the model version
+last batch; the API reads those every RECSYS_RELOAD_SECONDS) is scored on the fly with their
+group's model. The response carries the model version
 (``X-Model-Version``), the snapshot (``X-Snapshot``) and a request id (``X-Request-Id``); each one
 is logged as an exposure. Errors are JSON: 422 for bad parameters (naming the parameter), 404 for
 an unknown user, 503 while no snapshot is loaded.
@@ -15,8 +16,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import itertools
 import logging
-import uuid
+import os
+import types
 
 import pandas as pd
 from starlette.applications import Starlette
@@ -28,7 +31,6 @@ from starlette.schemas import SchemaGenerator
 
 from api.snapshots import SnapshotWatcher
 from recsys.exposures import ExposureLog
-from recsys.sources import SourceError, open_source
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +44,20 @@ class BadParameter(ValueError):
         self.parameter = parameter
 
 
+class EncodedJSON(Response):
+    """A 200 response whose JSON body and headers are already bytes: the hot path builds nothing else."""
+
+    def __init__(self, body: bytes, raw_headers: list[tuple[bytes, bytes]]):
+        self.status_code, self.body, self.background = 200, body, None
+        self.raw_headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            *raw_headers]  # fmt: skip
+
+
 def _error(status: int, message: str, **extra) -> JSONResponse:
     return JSONResponse({"error": message, **extra}, status_code=status)
 
 
-def parse_query(params) -> tuple[int, pd.Timestamp, int]:
+def parse_query(params) -> tuple[int, dt.datetime, int]:
     """(user id, time as naive UTC, limit) from the query string, or BadParameter."""
     raw_id = params.get("id")
     if raw_id is None or raw_id.strip() == "":
@@ -55,16 +66,18 @@ def parse_query(params) -> tuple[int, pd.Timestamp, int]:
         user_id = int(raw_id)
     except ValueError:
         raise BadParameter("id", f"id must be an integer, got {raw_id!r}") from None
+    if not -(2**63) <= user_id < 2**63:
+        raise BadParameter("id", f"id must be a 64-bit integer, got {raw_id!r}")
     raw_time = params.get("time")
     if raw_time is None or raw_time.strip() == "":
-        when = pd.Timestamp(dt.datetime.now(dt.UTC).replace(tzinfo=None))
+        when = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     else:
         try:
-            when = pd.Timestamp(dt.datetime.fromisoformat(raw_time.strip().replace(" ", "T", 1)))
+            when = dt.datetime.fromisoformat(raw_time.strip())
         except ValueError:
             raise BadParameter("time", f"time must be an ISO 8601 datetime, got {raw_time!r}") from None
         if when.tzinfo is not None:
-            when = when.tz_convert("UTC").tz_localize(None)
+            when = when.astimezone(dt.UTC).replace(tzinfo=None)
     raw_limit = params.get("limit", "5")
     try:
         limit = int(raw_limit)
@@ -78,6 +91,8 @@ def parse_query(params) -> tuple[int, pd.Timestamp, int]:
 def create_app(settings) -> Starlette:
     watcher = SnapshotWatcher(settings)
     exposures: ExposureLog | None = None
+    # Request ids: a random prefix per process and a counter (cheaper than a uuid per request).
+    request_ids = types.SimpleNamespace(prefix=f"{os.urandom(6).hex()}-", counter=itertools.count())
 
     async def recommendations(request: Request) -> Response:
         """
@@ -99,27 +114,23 @@ def create_app(settings) -> Starlette:
         current = watcher.current  # one snapshot for the whole request, whatever swaps meanwhile
         if current is None:
             return _error(503, f"not ready: {watcher.last_error or 'loading the snapshot'}")
-        rows = current.lookup(user_id, when.hour, limit)
-        fresh = rows is None
+        found = current.lookup(user_id, when.hour, limit)
+        fresh = found is None
         if fresh:
-            try:
-                user = await run_in_threadpool(open_source(settings.source_url).find_user, user_id)
-            except SourceError as error:
-                return _error(503, f"user {user_id} is not in the snapshot and the source is unavailable: {error}")
+            user = watcher.fresh_users.get(user_id)
             if user is None:
                 return _error(404, f"unknown user id {user_id}", parameter="id")
-            rows = await run_in_threadpool(current.score_fresh, user, when, limit)
-        group = current.group_of(user_id)
-        request_id = uuid.uuid4().hex
+            rows = await run_in_threadpool(current.score_fresh, user, pd.Timestamp(when), limit)
+            group = current.group_of(user_id)
+        else:
+            rows, group = found
+        request_id = f"{request_ids.prefix}{next(request_ids.counter):x}"
         body = current.render(group, rows)
-        exposures.append({
-            "request_id": request_id, "user_id": user_id, "exp_group": group,
-            "model_version": current.models_version, "snapshot": current.id, "fresh_user": fresh,
-            "time": when.to_pydatetime(), "served_at": dt.datetime.now(dt.UTC).replace(tzinfo=None),
-            "post_ids": current.post_index[rows].tolist(),
-        })  # fmt: skip
-        headers = {"X-Model-Version": current.models_version, "X-Snapshot": current.id, "X-Request-Id": request_id}
-        return Response(body, media_type="application/json", headers=headers)
+        exposures.append((request_id, user_id, group, current.models_version, current.id, fresh, when,
+                          dt.datetime.now(dt.UTC).replace(tzinfo=None), current.post_ids[rows].tolist()))  # fmt: skip
+        headers = [(b"x-model-version", current.models_version.encode()), (b"x-snapshot", current.id.encode()),
+                   (b"x-request-id", request_id.encode())]  # fmt: skip
+        return EncodedJSON(body, headers)
 
     async def health(request: Request) -> Response:
         """
@@ -142,7 +153,8 @@ def create_app(settings) -> Starlette:
             "ready": True, "snapshot": current.id, "models_version": current.models_version,
             "users": len(current.user_ids),
             "loaded_at": dt.datetime.fromtimestamp(current.loaded_at, dt.UTC).isoformat(timespec="seconds"),
-            "last_error": watcher.last_error,
+            "fresh_users": len(watcher.fresh_users), "last_error": watcher.last_error,
+            "source_error": watcher.source_error,
         })  # fmt: skip
 
     async def openapi(request: Request) -> Response:

@@ -7,6 +7,7 @@ whose manifest or checksums do not match is refused and the old one keeps servin
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import threading
@@ -19,7 +20,7 @@ import pandas as pd
 
 from recsys import ab, models, precompute, snapshot
 from recsys.features import with_cohorts
-from recsys.sources import quiet_duckdb
+from recsys.sources import SourceError, open_source, quiet_duckdb
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +30,13 @@ class LoadedSnapshot:
     id: str
     manifest: dict
     user_ids: np.ndarray  # sorted
+    user_rows: dict  # user_id -> row (a dict: the fastest lookup from a Python int)
+    user_groups: list  # row -> A/B group, as assigned when the snapshot was staged
     offsets: np.ndarray  # recommendations of user row u, bucket b: post_rows[offsets[u * buckets + b]:...+1]
     post_rows: np.ndarray  # rows into post_json
     post_json: list[bytes]  # {"id", "text", "topic"} of each post, encoded once
     post_index: pd.Index  # post_id -> row into post_json
+    post_ids: np.ndarray  # row -> post_id
     loaded_at: float
     folder: Path
     _fresh_scorers: dict = field(default_factory=dict)
@@ -49,14 +53,14 @@ class LoadedSnapshot:
     def group_of(self, user_id: int) -> str:
         return ab.assign_group(user_id, self.manifest["ab"]["salt"], self.manifest["ab"]["test_share"])
 
-    def lookup(self, user_id: int, hour: int, limit: int) -> np.ndarray | None:
-        """Post rows precomputed for a user in the hour's bucket, or None for a user not in the snapshot."""
-        row = int(np.searchsorted(self.user_ids, user_id))
-        if row >= len(self.user_ids) or self.user_ids[row] != user_id:
+    def lookup(self, user_id: int, hour: int, limit: int) -> tuple[np.ndarray, str] | None:
+        """(post rows precomputed for the hour's bucket, group) of a user, or None for a user not in the snapshot."""
+        row = self.user_rows.get(user_id)
+        if row is None:
             return None
         key = row * self.buckets + precompute.bucket_of(hour, self.buckets)
         start, end = self.offsets[key], self.offsets[key + 1]
-        return self.post_rows[start : min(end, start + limit)]
+        return self.post_rows[start : min(end, start + limit)], self.user_groups[row]
 
     def score_fresh(self, user: dict, when: pd.Timestamp, limit: int) -> np.ndarray:
         """Rank every post for a user the snapshot does not know, with their group's model."""
@@ -86,7 +90,7 @@ class LoadedSnapshot:
                 self._fresh_scorers[group] = (
                     models.load(self.folder / "models" / f"{kind}.cbm"),
                     kind,
-                    precompute.load_serving(self.folder, models.TEXT_SPACE[kind]),
+                    precompute.load_serving(self.folder, models.TEXT_SPACE[kind], own_history=False),
                 )
             return self._fresh_scorers[group]
 
@@ -103,11 +107,10 @@ def load_snapshot(folder: Path) -> LoadedSnapshot:
         for i, text, topic in zip(posts["post_id"], posts["text"], posts["topic"], strict=True)
     ]
     post_index = pd.Index(posts["post_id"].to_numpy())
-    user_ids = (
-        con.execute(f"SELECT user_id FROM read_parquet('{folder / 'users.parquet'}') ORDER BY user_id")
-        .fetchnumpy()["user_id"]
-        .astype(np.int64)
-    )
+    users = con.execute(
+        f"""SELECT user_id, "group" FROM read_parquet('{folder / "users.parquet"}') ORDER BY user_id"""
+    ).fetchnumpy()
+    user_ids = users["user_id"].astype(np.int64)
     ranked = con.execute(f"""
         SELECT user_id, bucket, post_id FROM read_parquet('{folder / "recommendations" / "*.parquet"}')
         ORDER BY user_id, bucket, rank""").fetchnumpy()
@@ -116,8 +119,11 @@ def load_snapshot(folder: Path) -> LoadedSnapshot:
     keys = user_rows * buckets + ranked["bucket"].astype(np.int64)
     offsets = np.searchsorted(keys, np.arange(len(user_ids) * buckets + 1)).astype(np.int64)
     post_rows = post_index.get_indexer(ranked["post_id"]).astype(np.int32)
-    loaded = LoadedSnapshot(id=folder.name, manifest=manifest, user_ids=user_ids, offsets=offsets,
+    loaded = LoadedSnapshot(id=folder.name, manifest=manifest, user_ids=user_ids,
+                            user_rows=dict(zip(user_ids.tolist(), range(len(user_ids)), strict=True)),
+                            user_groups=[str(g) for g in users["group"]], offsets=offsets,
                             post_rows=post_rows, post_json=post_json, post_index=post_index,
+                            post_ids=post_index.to_numpy(),
                             loaded_at=time.time(), folder=folder)  # fmt: skip
     log.info("loaded snapshot %s: %s users, %s recommendations, %s posts in %.2f s", folder.name,
              f"{len(user_ids):,}", f"{len(post_rows):,}", f"{len(post_json):,}",
@@ -126,12 +132,19 @@ def load_snapshot(folder: Path) -> LoadedSnapshot:
 
 
 class SnapshotWatcher:
-    """Holds the current snapshot; a thread polls ``snapshots/CURRENT`` and swaps in new ones."""
+    """Holds the current snapshot and the fresh users; a thread polls ``snapshots/CURRENT`` and
+    swaps in new snapshots, and reads which users the source has that the snapshot does not.
+
+    Fresh users are read every RECSYS_RELOAD_SECONDS, not per request: a request never waits for
+    the source, and unknown ids never reach it.
+    """
 
     def __init__(self, settings):
         self.settings = settings
         self.current: LoadedSnapshot | None = None
+        self.fresh_users: dict[int, dict] = {}  # user_data rows of users the snapshot does not know
         self.last_error: str | None = None
+        self.source_error: str | None = None
         self._refused: set[str] = set()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -147,14 +160,36 @@ class SnapshotWatcher:
         try:
             self.current = load_snapshot(self.settings.snapshots_dir / wanted)
             self.last_error = None
+            # The snapshot's objects live until the next swap: keep them out of the garbage
+            # collector's full passes, so that those stay short while requests wait.
+            gc.collect()
+            gc.freeze()
         except (snapshot.SnapshotError, OSError, ValueError) as error:
             self._refused.add(wanted)
             self.last_error = f"snapshot {wanted} refused: {error}"
             serving = self.current.id if self.current else "nothing"
             log.error("%s; still serving %s", self.last_error, serving)
 
+    def refresh_fresh_users(self) -> None:
+        """Read the users the source has and the snapshot does not (only new ones row by row)."""
+        current = self.current
+        if current is None:
+            return
+        try:
+            source = open_source(self.settings.source_url)
+            fresh_ids = np.setdiff1d(source.user_ids(), current.user_ids)
+            known = self.fresh_users
+            missing = [u for u in fresh_ids.tolist() if u not in known]
+            found = {row["user_id"]: row for row in source.find_users(missing)}
+            self.fresh_users = {u: known.get(u) or found[u] for u in fresh_ids.tolist() if u in known or u in found}
+            self.source_error = None
+        except SourceError as error:
+            self.source_error = f"fresh users not refreshed: {error}"
+            log.warning("%s; keeping %d known fresh users", self.source_error, len(self.fresh_users))
+
     def start(self) -> None:
         self.check()
+        self.refresh_fresh_users()
         self._thread = threading.Thread(target=self._run, name="snapshot-watcher", daemon=True)
         self._thread.start()
 
@@ -162,6 +197,7 @@ class SnapshotWatcher:
         while not self._stop.wait(self.settings.reload_seconds):
             try:
                 self.check()
+                self.refresh_fresh_users()
             except Exception:  # the watcher must outlive any one bad snapshot
                 log.exception("snapshot check failed")
 

@@ -40,7 +40,7 @@ def run_seed(preset: str, seed: int, out: Path, embedding_cache: Path) -> dict:
     started = time.perf_counter()
     extract_path = extract(settings, dt.date(2000, 1, 1))
     version_dir = training.prepare(settings, extract_path)
-    store, _ = training.load_version(version_dir)
+    store, _ = training.load_version(version_dir, settings)
     for kind in ("control", "test", "recipe"):
         training.train_model(version_dir, kind, settings, store)
     report = training.evaluate_version(version_dir, settings, store)

@@ -49,5 +49,5 @@ def connect(settings):
                     "hive_partitioning = true)")  # fmt: skip
     else:
         con.register("empty_exposures", pa.table({f.name: pa.array([], f.type) for f in EXPOSURE_SCHEMA}))
-        con.execute("CREATE VIEW exposures AS SELECT * FROM empty_exposures")
+        con.execute("CREATE VIEW exposures AS SELECT *, NULL::DATE AS day FROM empty_exposures")
     return con

@@ -42,6 +42,8 @@ class Settings:
     shards: int
     snapshots_kept: int
     reload_seconds: float
+    duckdb_memory_limit: str
+    precompute_workers: int
 
     @property
     def embedding_model(self) -> str:
@@ -137,4 +139,6 @@ def load_settings() -> Settings:
         shards=_env_int("RECSYS_SHARDS", default=4, minimum=1),
         snapshots_kept=_env_int("RECSYS_SNAPSHOTS_KEPT", default=3, minimum=2),
         reload_seconds=_env_float("RECSYS_RELOAD_SECONDS", default=5.0, low=0.1),
+        duckdb_memory_limit=os.environ.get("RECSYS_DUCKDB_MEMORY_LIMIT") or "4GB",
+        precompute_workers=_env_int("RECSYS_PRECOMPUTE_WORKERS", default=os.cpu_count() or 1, minimum=1),
     )

@@ -39,7 +39,7 @@ class ExposureLog:
     def __init__(self, folder: Path, flush_rows: int = 5_000, flush_seconds: float = 2.0):
         self.folder = folder
         self.flush_rows, self.flush_seconds = flush_rows, flush_seconds
-        self._rows: list[dict] = []
+        self._rows: list[tuple] = []
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._closed = threading.Event()
@@ -48,8 +48,9 @@ class ExposureLog:
         self._thread.start()
         self.written = 0
 
-    def append(self, row: dict) -> None:
-        """Cheap: a list append under a lock; the writing happens in the background."""
+    def append(self, row: tuple) -> None:
+        """One row, its values in SCHEMA's order. Cheap: a list append under a lock; the writing
+        happens in the background."""
         with self._lock:
             self._rows.append(row)
             full = len(self._rows) >= self.flush_rows
@@ -67,17 +68,20 @@ class ExposureLog:
             rows, self._rows = self._rows, []
         if not rows:
             return 0
-        for day, day_rows in itertools.groupby(sorted(rows, key=lambda r: r["time"].date()),
-                                               key=lambda r: r["time"].date()):  # fmt: skip
+        time_column = SCHEMA.get_field_index("time")
+        by_day = sorted(rows, key=lambda row: row[time_column])
+        for day, day_rows in itertools.groupby(by_day, key=lambda row: row[time_column].date()):
             self._write(day, list(day_rows))
         self.written += len(rows)
         return len(rows)
 
-    def _write(self, day: dt.date, rows: list[dict]) -> None:
+    def _write(self, day: dt.date, rows: list[tuple]) -> None:
         folder = self.folder / f"day={day}"
         folder.mkdir(parents=True, exist_ok=True)
         name = f"part-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%f}-{os.getpid()}-{next(self._files)}.parquet"
-        table = pa.Table.from_pylist(rows, schema=SCHEMA)
+        columns = zip(*rows, strict=True)
+        table = pa.table([pa.array(values, field.type) for field, values in zip(SCHEMA, columns, strict=True)],
+                         schema=SCHEMA)  # fmt: skip
         partial = folder / f".{name}.partial"
         pq.write_table(table, partial)
         partial.replace(folder / name)

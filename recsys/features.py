@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,10 +113,19 @@ class FeatureStore:
     """One extract in DuckDB, with the daily cumulative history tables built once."""
 
     def __init__(self, extract_path: Path, post_ids: np.ndarray, post_vectors: dict[str, np.ndarray],
-                 text_clusters: int = 64):  # fmt: skip
-        """post_vectors: text components per variant, one row per post in the order of post_ids."""
+                 text_clusters: int = 64, memory_limit: str = "", spill_dir: Path | None = None):  # fmt: skip
+        """post_vectors: text components per variant, one row per post in the order of post_ids.
+
+        memory_limit: DuckDB's (e.g. "4GB"; empty: its default, 80% of RAM); beyond it DuckDB
+        spills to spill_dir.
+        """
         self.path = extract_path
         self.con = quiet_duckdb()
+        if memory_limit:
+            self.con.execute(f"SET memory_limit = '{memory_limit}'")
+        if spill_dir is not None:
+            spill_dir.mkdir(parents=True, exist_ok=True)
+            self.con.execute(f"SET temp_directory = '{spill_dir}'")
         self.post_ids = np.asarray(post_ids)
         self.post_vectors = post_vectors
         self.text_clusters = text_clusters
@@ -296,7 +306,7 @@ def assemble(t: dict, post_vectors: np.ndarray, similarities: dict | None = None
     def filled(name):
         return np.nan_to_num(numeric(name), nan=0.0)
 
-    out = pd.DataFrame({name: t[name] for name in CATEGORICAL})
+    out = {name: t[name] for name in CATEGORICAL}  # columns, made a frame once at the end
     for name in ("age", "hour", "day_of_week", "month"):
         out[name] = numeric(name)
     global_rate = filled("global_likes") / np.maximum(filled("global_views"), 1)
@@ -344,8 +354,9 @@ def assemble(t: dict, post_vectors: np.ndarray, similarities: dict | None = None
         }
     for name in SIMILARITY:
         out[name] = similarities[name]
-    out.loc[~known_post, [*SIMILARITY, *CLUSTER]] = np.nan
-    return out
+    for name in (*SIMILARITY, *CLUSTER):
+        out[name] = np.where(known_post, out[name], np.nan)
+    return pd.DataFrame(out)
 
 
 def taste_directions(filled, dims: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -372,12 +383,22 @@ def taste_directions(filled, dims: int) -> dict[str, tuple[np.ndarray, np.ndarra
     }
 
 
+_cohort_connection = None
+_cohort_lock = threading.Lock()
+
+
 def with_cohorts(users: pd.DataFrame) -> pd.DataFrame:
     """users with their cohort column, by the same expression the feature store uses."""
-    con = quiet_duckdb()
-    con.register("users_frame", users)
-    cohorts = con.execute(f"SELECT {COHORT_SQL} AS cohort FROM users_frame").fetchnumpy()["cohort"]
-    return users.assign(cohort=np.asarray(cohorts, dtype=object))
+    global _cohort_connection
+    with _cohort_lock:  # one connection, reused: opening one costs more than the query
+        if _cohort_connection is None:
+            _cohort_connection = quiet_duckdb()
+        _cohort_connection.register("users_frame", users)
+        try:
+            cohorts = _cohort_connection.execute(f"SELECT {COHORT_SQL} AS cohort FROM users_frame").fetchnumpy()
+        finally:
+            _cohort_connection.unregister("users_frame")
+    return users.assign(cohort=np.asarray(cohorts["cohort"], dtype=object))
 
 
 class ServingFeatures:
@@ -392,9 +413,14 @@ class ServingFeatures:
     """
 
     def __init__(self, history: dict[str, tuple[tuple[str, ...], pd.DataFrame]], posts: pd.DataFrame,
-                 post_vectors: np.ndarray):  # fmt: skip
-        """posts: post_id, topic, cluster in the order of post_vectors' rows (the post index)."""
+                 post_vectors: np.ndarray, own_history: bool = True):  # fmt: skip
+        """posts: post_id, topic, cluster in the order of post_vectors' rows (the post index).
+
+        own_history=False leaves out the tables of single users (for users the history does not
+        know, such as fresh users: the same features, less memory and time).
+        """
         self.posts = posts.reset_index(drop=True)
+        self.topics = _as_category_strings(self.posts["topic"])
         self.post_vectors = post_vectors
         self.unit = _normalized(post_vectors).astype(float)
         self.dims = post_vectors.shape[1]
@@ -403,11 +429,20 @@ class ServingFeatures:
         for key in POST_KEYS:
             codes, uniques = pd.factorize(self.posts[key], use_na_sentinel=True)
             self.post_keys[key] = (pd.Index(uniques), codes)
-        self.tables = {}  # (user-side key or None, post-side key or None) -> list of frames
+        self.tables = []  # (user-side key or None, post-side key or None, frame, groups of the user-side key)
         for keys, frame in history.values():
             user_key = next((k for k in keys if k in USER_KEYS), None)
             post_key = next((k for k in keys if k in POST_KEYS), None)
-            self.tables.setdefault((user_key, post_key), []).append(frame)
+            if user_key == "user_id" and not own_history:
+                frame = frame.iloc[:0]
+            groups = None
+            if user_key is not None:  # rows grouped by the user-side key: a block reads only its users' rows
+                codes, uniques = pd.factorize(frame[user_key])
+                order = np.argsort(codes, kind="stable")
+                frame, codes = frame.iloc[order].reset_index(drop=True), codes[order]
+                bounds = np.searchsorted(codes, np.arange(len(uniques) + 1))
+                groups = (pd.Index(uniques), bounds)
+            self.tables.append((user_key, post_key, frame, groups))
 
     def features(self, users: pd.DataFrame, candidates: np.ndarray, timestamp) -> pd.DataFrame:
         """Features of each user (a row of attributes with cohort) x each of their candidate posts.
@@ -419,45 +454,46 @@ class ServingFeatures:
         per_user = candidates.shape[1]
         flat = candidates.ravel()
         t = {name: np.repeat(_as_category_strings(users[name]), per_user) for name in USER_CATEGORICAL}
-        t["topic"] = _as_category_strings(self.posts["topic"])[flat]
+        t["topic"] = self.topics[flat]
         t["age"] = np.repeat(users["age"].to_numpy(dtype=float), per_user)
         t["post_index"] = flat.astype(float)
         when = pd.Timestamp(timestamp)
         t["hour"], t["month"] = np.full(flat.size, when.hour), np.full(flat.size, when.month)
         t["day_of_week"] = np.full(flat.size, (when.day_of_week + 1) % 7)  # DuckDB's dayofweek: Sunday is 0
         user_values = {}
-        for (user_key, post_key), frames in self.tables.items():
-            for frame in frames:
-                columns = frame.columns.drop([k for k in (user_key, post_key) if k])
-                if user_key is None and post_key is None:  # the global row
-                    for column in columns:
-                        t[column] = np.full(flat.size, frame[column].iloc[0] if len(frame) else np.nan, dtype=float)
-                elif post_key is None:
-                    rows = pd.Index(frame[user_key]).get_indexer(users[user_key])
-                    for column in columns:
-                        user_values[column] = _gather(frame[column], rows)
-                        t[column] = np.repeat(user_values[column], per_user)
-                elif user_key is None:
-                    index, codes = self.post_keys[post_key]
-                    by_value = np.full(len(index) + 1, -1)  # the last slot: posts whose key is missing
-                    found = index.get_indexer(frame[post_key])
-                    by_value[found[found >= 0]] = np.flatnonzero(found >= 0)
-                    rows = by_value[np.where(codes >= 0, codes, len(index))][flat]
-                    for column in columns:
-                        t[column] = _gather(frame[column], rows)
-                else:
-                    user_index = pd.Index(pd.unique(users[user_key]))
-                    post_index, post_codes = self.post_keys[post_key]
-                    # A dense (user-side values + 1) x (post-side values + 1) matrix of frame rows; the
-                    # last row and column stand for values the history does not know.
-                    placed = np.full((len(user_index) + 1, len(post_index) + 1), -1)
-                    at_user, at_post = user_index.get_indexer(frame[user_key]), post_index.get_indexer(frame[post_key])
-                    found = (at_user >= 0) & (at_post >= 0)
-                    placed[at_user[found], at_post[found]] = np.flatnonzero(found)
-                    user_rows = user_index.get_indexer(users[user_key])
-                    rows = placed[user_rows[:, None], post_codes[candidates]].ravel()  # -1 selects the last slot
-                    for column in columns:
-                        t[column] = _gather(frame[column], rows)
+        for user_key, post_key, frame, groups in self.tables:
+            if groups is not None:
+                frame = _rows_of(frame, groups, users[user_key])
+            columns = frame.columns.drop([k for k in (user_key, post_key) if k])
+            if user_key is None and post_key is None:  # the global row
+                for column in columns:
+                    t[column] = np.full(flat.size, frame[column].iloc[0] if len(frame) else np.nan, dtype=float)
+            elif post_key is None:
+                rows = pd.Index(frame[user_key]).get_indexer(users[user_key])
+                for column in columns:
+                    user_values[column] = _gather(frame[column], rows)
+                    t[column] = np.repeat(user_values[column], per_user)
+            elif user_key is None:
+                index, codes = self.post_keys[post_key]
+                by_value = np.full(len(index) + 1, -1)  # the last slot: posts whose key is missing
+                found = index.get_indexer(frame[post_key])
+                by_value[found[found >= 0]] = np.flatnonzero(found >= 0)
+                rows = by_value[np.where(codes >= 0, codes, len(index))][flat]
+                for column in columns:
+                    t[column] = _gather(frame[column], rows)
+            else:
+                user_index = pd.Index(pd.unique(users[user_key]))
+                post_index, post_codes = self.post_keys[post_key]
+                # A dense (user-side values + 1) x (post-side values + 1) matrix of frame rows; the
+                # last row and column stand for values the history does not know.
+                placed = np.full((len(user_index) + 1, len(post_index) + 1), -1)
+                at_user, at_post = user_index.get_indexer(frame[user_key]), post_index.get_indexer(frame[post_key])
+                found = (at_user >= 0) & (at_post >= 0)
+                placed[at_user[found], at_post[found]] = np.flatnonzero(found)
+                user_rows = user_index.get_indexer(users[user_key])
+                rows = placed[user_rows[:, None], post_codes[candidates]].ravel()  # -1 selects the last slot
+                for column in columns:
+                    t[column] = _gather(frame[column], rows)
 
         similarities = {}
         for name, (direction, valid) in taste_directions(
@@ -466,6 +502,19 @@ class ServingFeatures:
             grid = np.take_along_axis(direction @ self.unit.T, candidates, axis=1)
             similarities[name] = np.where(valid[:, None], grid, np.nan).ravel()
         return assemble(t, self.post_vectors, similarities)
+
+
+def _rows_of(frame: pd.DataFrame, groups, wanted: pd.Series) -> pd.DataFrame:
+    """The rows of frame whose user-side key is one of the wanted values."""
+    uniques, bounds = groups
+    found = uniques.get_indexer(pd.unique(wanted))
+    found = found[found >= 0]
+    if len(found) == 0:
+        return frame.iloc[:0]
+    starts, ends = bounds[found], bounds[found + 1]
+    lengths = ends - starts
+    rows = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths) + np.arange(lengths.sum())
+    return frame.iloc[rows]
 
 
 def _gather(column: pd.Series, rows: np.ndarray) -> np.ndarray:

@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import multiprocessing
 import shutil
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import numpy as np
@@ -58,7 +60,7 @@ def stage(settings) -> Path:
     if version is None:
         raise snapshot.SnapshotError(f"no published models under {settings.models_dir}: nothing to precompute")
     version_dir = settings.models_dir / version
-    store, _ = training.load_version(version_dir)
+    store, _ = training.load_version(version_dir, settings)
     cutoff = store.days()[1]
     as_of = cutoff + dt.timedelta(days=1)
     staging = snapshot.new_staging_dir(settings, cutoff)
@@ -117,15 +119,22 @@ def _write_state(store, space: str, as_of: dt.date, folder: Path) -> dict[str, l
     return keys
 
 
-def load_serving(snapshot_dir: Path, space: str) -> ServingFeatures:
-    """The serving features of a text space, from a (staging or published) snapshot."""
+def load_serving(snapshot_dir: Path, space: str, own_history: bool = True) -> ServingFeatures:
+    """The serving features of a text space, from a (staging or published) snapshot (without the
+    tables of single users when own_history is False: for users the snapshot does not know)."""
     plan = read_json(snapshot_dir / snapshot.PLAN)
     folder = snapshot_dir / "state" / space
-    history = {table: (tuple(keys), pd.read_parquet(folder / f"{table}.parquet"))
-               for table, keys in plan["history_keys"][space].items()}  # fmt: skip
+    def read(table, keys):
+        path = folder / f"{table}.parquet"
+        if "user_id" in keys and not own_history:
+            return pq.read_schema(path).empty_table().to_pandas()  # the columns, none of the rows
+        return pd.read_parquet(path)
+
+    history = {table: (tuple(keys), read(table, keys)) for table, keys in plan["history_keys"][space].items()}
     posts = pd.read_parquet(folder / "posts.parquet")
     vector_columns = [c for c in posts.columns if c.startswith("v") and c[1:].isdigit()]
-    return ServingFeatures(history, posts.drop(columns=vector_columns), posts[vector_columns].to_numpy(np.float32))
+    return ServingFeatures(history, posts.drop(columns=vector_columns), posts[vector_columns].to_numpy(np.float32),
+                           own_history)  # fmt: skip
 
 
 def cohort_candidates(serving: ServingFeatures, users: pd.DataFrame, count: int) -> np.ndarray:
@@ -226,8 +235,23 @@ def shards_of(staging_dir: Path) -> list[tuple[str, int]]:
 
 
 def run(settings, progress=None) -> str:
-    """Stage, rank every shard in this process, publish (what `recsys pipeline` runs)."""
+    """Stage, rank every shard on this machine, publish (what `recsys pipeline` runs).
+
+    Shards run in RECSYS_PRECOMPUTE_WORKERS processes (feature building is single-threaded, so two
+    processes keep two cores busy); across machines the DAG maps them over Airflow workers instead.
+    """
     staging = stage(settings)
-    for group, shard in shards_of(staging):
-        run_shard(staging, group, shard, progress)
+    units = shards_of(staging)
+    workers = min(settings.precompute_workers, len(units))
+    if workers <= 1:
+        for group, shard in units:
+            run_shard(staging, group, shard, progress)
+        return snapshot.publish(staging, settings)
+    sizes = pd.read_parquet(staging / "users.parquet", columns=["group", "shard"]).value_counts()
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        running = {pool.submit(run_shard, staging, group, shard): (group, shard) for group, shard in units}
+        for done in as_completed(running):
+            done.result()  # a failed shard fails the run; nothing is published
+            if progress is not None:
+                progress(int(sizes.get(running[done], 0)))
     return snapshot.publish(staging, settings)

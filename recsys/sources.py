@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 from sqlalchemy.engine import make_url
@@ -146,13 +147,18 @@ class Source:
     def row_count(self, table: str) -> int:
         return int(self._fetchall(f"SELECT count(*) FROM {_quote(table)}")[0][0])
 
-    def find_user(self, user_id: int) -> dict | None:
-        """The user_data row of one user, or None."""
+    def user_ids(self) -> np.ndarray:
+        """Every user_id in user_data."""
+        return np.array([row[0] for row in self._fetchall("SELECT user_id FROM user_data")], dtype=np.int64)
+
+    def find_users(self, user_ids) -> list[dict]:
+        """The user_data rows of the given users (those that exist)."""
+        if len(user_ids) == 0:
+            return []
         names = [name for name, _ in TABLES["user_data"]]
-        rows = self._fetchall(
-            f"SELECT {', '.join(map(_quote, names))} FROM user_data WHERE user_id = {int(user_id)} LIMIT 1"
-        )
-        return dict(zip(names, rows[0], strict=True)) if rows else None
+        wanted = ", ".join(str(int(u)) for u in user_ids)
+        rows = self._fetchall(f"SELECT {', '.join(map(_quote, names))} FROM user_data WHERE user_id IN ({wanted})")
+        return [dict(zip(names, row, strict=True)) for row in rows]
 
     def select_sql(self, table: str, store_types: dict[str, str]) -> str:
         """A SELECT that returns the table's columns in canonical order and types."""
@@ -233,6 +239,13 @@ class DuckDBSource(Source):
 
     def _fetchall(self, sql: str) -> list[tuple]:
         return self._with_connection(lambda con: con.execute(sql).fetchall(), read_only=True)
+
+    def user_ids(self) -> np.ndarray:
+        # As arrays, not Python tuples: the API's watcher thread calls this while requests run.
+        return self._with_connection(
+            lambda con: con.execute("SELECT user_id FROM user_data").fetchnumpy()["user_id"].astype(np.int64),
+            read_only=True,
+        )
 
     def columns(self) -> dict[str, dict[str, str]]:
         if self._writer is None and not self.path.exists():

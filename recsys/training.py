@@ -57,7 +57,8 @@ def prepare(settings, extract_path: Path) -> Path:
             table[f"{variant}_{j}"] = matrix[:, j]
     table.to_parquet(version_dir / "post_vectors.parquet", index=False)
 
-    store = FeatureStore(extract_path, posts["post_id"].to_numpy(), vectors, settings.text_clusters)
+    store = FeatureStore(extract_path, posts["post_id"].to_numpy(), vectors, settings.text_clusters,
+                         settings.duckdb_memory_limit, settings.data_dir / "tmp" / "duckdb")  # fmt: skip
     split = time_split(*store.days(), settings.valid_days, settings.test_days)
     train = sample_views(store, *split.train, settings.train_rows, settings.seed)
     valid = sample_views(store, *split.valid, max(1_000, settings.train_rows // 4), settings.seed)
@@ -80,19 +81,20 @@ def prepare(settings, extract_path: Path) -> Path:
     return version_dir
 
 
-def load_version(version_dir: Path) -> tuple[FeatureStore, Split]:
+def load_version(version_dir: Path, settings) -> tuple[FeatureStore, Split]:
     manifest = read_manifest(version_dir)
     table = pd.read_parquet(version_dir / "post_vectors.parquet")
     vectors = {
         variant: table[[f"{variant}_{j}" for j in range(dims)]].to_numpy(np.float32)
         for variant, dims in manifest["text_dimensions"].items()
     }
-    store = FeatureStore(Path(manifest["extract"]), table["post_id"].to_numpy(), vectors, manifest["text_clusters"])
+    store = FeatureStore(Path(manifest["extract"]), table["post_id"].to_numpy(), vectors, manifest["text_clusters"],
+                         settings.duckdb_memory_limit, settings.data_dir / "tmp" / "duckdb")  # fmt: skip
     return store, load_version_split(version_dir)
 
 
 def train_model(version_dir: Path, kind: str, settings, store: FeatureStore | None = None) -> dict:
-    store = store or load_version(version_dir)[0]
+    store = store or load_version(version_dir, settings)[0]
     space = models.TEXT_SPACE[kind]
     train = pd.read_parquet(version_dir / "train.parquet")
     valid = pd.read_parquet(version_dir / "valid.parquet")
@@ -121,7 +123,7 @@ def _ground_truth(settings, store: FeatureStore):
 
 def evaluate_version(version_dir: Path, settings, store: FeatureStore | None = None) -> dict:
     started = time.perf_counter()
-    store = store or load_version(version_dir)[0]
+    store = store or load_version(version_dir, settings)[0]
     split = load_version_split(version_dir)
     trained = {kind: models.load(version_dir / f"{kind}.cbm") for kind in models.MODEL_KINDS
                if (version_dir / f"{kind}.cbm").exists()}  # fmt: skip
@@ -207,7 +209,7 @@ def gate_and_publish(version_dir: Path, settings) -> str:
 def run(settings, extract_path: Path) -> str:
     """All model steps in this process (what `recsys pipeline` runs after the extract)."""
     version_dir = prepare(settings, extract_path)
-    store, _ = load_version(version_dir)
+    store, _ = load_version(version_dir, settings)
     for kind in models.MODEL_KINDS:
         train_model(version_dir, kind, settings, store)
     evaluate_version(version_dir, settings, store)

@@ -69,10 +69,31 @@ def tiny_extract(tmp_path_factory):
     return path, root / "ground_truth"
 
 
-SERVED_ENV = {
+TINY_MODEL_ENV = {
     "RECSYS_CATBOOST_ITERATIONS": "40", "RECSYS_TRAIN_ROWS": "6000", "RECSYS_EVAL_USERS": "60",
     "RECSYS_EMBEDDING_COMPONENTS": "8", "RECSYS_SHARDS": "2", "RECSYS_TOP_K": "20", "RECSYS_CANDIDATES": "100",
 }  # fmt: skip
+
+
+def train_tiny(tiny_extract, data_dir, kinds):
+    """Models of the given kinds trained on the tiny extract into data_dir: (env, settings, version dir,
+    feature store, training infos)."""
+    import shutil
+
+    from recsys import training
+
+    extract, truth_dir = tiny_extract
+    shutil.copytree(truth_dir, data_dir / "ground_truth")
+    env = {**TINY_MODEL_ENV, "RECSYS_DATA_DIR": str(data_dir),
+           "RECSYS_SOURCE_URL": f"duckdb:///{extract.parents[1] / 'source.duckdb'}"}  # fmt: skip
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        settings = load_settings()
+    version_dir = training.prepare(settings, extract)
+    store, _ = training.load_version(version_dir, settings)
+    infos = {kind: training.train_model(version_dir, kind, settings, store) for kind in kinds}
+    return env, settings, version_dir, store, infos
 
 
 @pytest.fixture(scope="session")
@@ -81,27 +102,14 @@ def served(tiny_extract, tmp_path_factory):
 
     Tests that change it work on a copy (``served_copy``).
     """
-    import shutil
-
     from recsys import precompute, training
     from recsys.files import write_atomically
 
-    extract, truth_dir = tiny_extract
     data_dir = tmp_path_factory.mktemp("served-data")
-    shutil.copytree(truth_dir, data_dir / "ground_truth")
-    env = {**SERVED_ENV, "RECSYS_DATA_DIR": str(data_dir),
-           "RECSYS_SOURCE_URL": f"duckdb:///{extract.parents[1] / 'source.duckdb'}"}  # fmt: skip
-    with pytest.MonkeyPatch.context() as patch:
-        for name, value in env.items():
-            patch.setenv(name, value)
-        settings = load_settings()
-        version_dir = training.prepare(settings, extract)
-        store, _ = training.load_version(version_dir)
-        for kind in ("control", "test"):
-            training.train_model(version_dir, kind, settings, store)
-        # Published without the quality gate, which has its own tests: these tests are about serving.
-        write_atomically(settings.models_dir / training.CURRENT, version_dir.name)
-        precompute.run(settings)
+    env, settings, version_dir, _, _ = train_tiny(tiny_extract, data_dir, ("control", "test"))
+    # Published without the quality gate, which has its own tests: these tests are about serving.
+    write_atomically(settings.models_dir / training.CURRENT, version_dir.name)
+    precompute.run(settings)
     return env, data_dir
 
 

@@ -94,6 +94,7 @@ def test_unknown_user_is_404(client):
         ({}, "id"),
         ({"id": "abc"}, "id"),
         ({"id": "1.5"}, "id"),
+        ({"id": str(2**70)}, "id"),
         ({"id": "1", "time": "yesterday"}, "time"),
         ({"id": "1", "time": "2021-13-01T00:00"}, "time"),
         ({"id": "1", "limit": "0"}, "limit"),
@@ -108,22 +109,25 @@ def test_bad_input_is_422_naming_the_parameter(client, params, parameter):
 
 
 def test_fresh_user_is_scored_on_the_fly(served_copy, monkeypatch, tmp_path):
-    """A user who signed up after the batch is in the source but not in the snapshot."""
+    """A user who signs up after the batch is in the source but not in the snapshot."""
     source = tmp_path / "source.duckdb"
     shutil.copy(served_copy.source_url.removeprefix("duckdb:///"), source)
-    with duckdb.connect(str(source)) as con:
-        con.execute("INSERT INTO user_data SELECT 999999999, gender, age, country, city, exp_group, os, source "
-                    "FROM user_data ORDER BY user_id LIMIT 1")  # fmt: skip
     monkeypatch.setenv("RECSYS_SOURCE_URL", f"duckdb:///{source}")
     from recsys.config import load_settings
 
     settings = load_settings()
-    with TestClient(create_app(settings)) as client:
-        response = client.get(
-            "/post/recommendations/", params={"id": 999999999, "time": "2021-10-15 21:00", "limit": 8}
-        )
+    app = create_app(settings)
+    params = {"id": 999999999, "time": "2021-10-15 21:00", "limit": 8}
+    with TestClient(app) as client:
+        assert client.get("/post/recommendations/", params=params).status_code == 404
+        with duckdb.connect(str(source)) as con:  # signs up while the API runs
+            con.execute("INSERT INTO user_data SELECT 999999999, gender, age, country, city, exp_group, os, source "
+                        "FROM user_data ORDER BY user_id LIMIT 1")  # fmt: skip
+        app.state.watcher.refresh_fresh_users()  # what the watcher thread does every RECSYS_RELOAD_SECONDS
+        response = client.get("/post/recommendations/", params=params)
         assert response.status_code == 200
         body = response.json()
+        assert client.get("/ready").json()["fresh_users"] == 1
     assert body["exp_group"] == ab.assign_group(999999999, settings.ab_salt, settings.ab_test_share)
     assert len(body["recommendations"]) == 8 and len({p["id"] for p in body["recommendations"]}) == 8
 

@@ -1,30 +1,23 @@
 """The model steps end to end on the tiny preset: prepare, train three models, evaluate, gate, publish."""
 
 import json
-import shutil
 
 import numpy as np
 import pytest
 
 from recsys import text_features, training
 from recsys.models import MODEL_KINDS
+from tests.conftest import train_tiny
 
 
 @pytest.fixture(scope="module")
 def trained(tiny_extract, tmp_path_factory):
-    extract, truth_dir = tiny_extract
-    data_dir = tmp_path_factory.mktemp("models-data")
-    shutil.copytree(truth_dir, data_dir / "ground_truth")
-    env = {"RECSYS_DATA_DIR": str(data_dir), "RECSYS_CATBOOST_ITERATIONS": "40", "RECSYS_TRAIN_ROWS": "6000",
-           "RECSYS_EVAL_USERS": "60", "RECSYS_EMBEDDING_COMPONENTS": "8"}  # fmt: skip
-    with pytest.MonkeyPatch.context() as patch:
+    env, settings, version_dir, store, infos = train_tiny(tiny_extract, tmp_path_factory.mktemp("models-data"),
+                                                          MODEL_KINDS)  # fmt: skip
+    report = training.evaluate_version(version_dir, settings, store)
+    with pytest.MonkeyPatch.context() as patch:  # the gate test reads settings from the environment
         for name, value in env.items():
             patch.setenv(name, value)
-        settings = training_settings()
-        version_dir = training.prepare(settings, extract)
-        store, _ = training.load_version(version_dir)
-        infos = {kind: training.train_model(version_dir, kind, settings, store) for kind in MODEL_KINDS}
-        report = training.evaluate_version(version_dir, settings, store)
         yield settings, version_dir, infos, report
 
 
