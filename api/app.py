@@ -7,8 +7,9 @@ A known user's posts are a lookup in the current snapshot's precomputed lists (t
 requested hour); a user in the source's ``user_data`` but not in the snapshot (signed up after the
 last batch; the API reads those every RECSYS_RELOAD_SECONDS) is scored on the fly with their
 group's model. The response carries the model version (``X-Model-Version``), the snapshot
-(``X-Snapshot``) and a request id (``X-Request-Id``); each one is logged as an exposure. Errors are JSON: 422 for bad parameters (naming the parameter), 404 for
-an unknown user, 503 while no snapshot is loaded.
+(``X-Snapshot``) and a request id (``X-Request-Id``); each one is logged as an exposure. Errors
+are JSON: 422 for bad parameters (naming the parameter), 404 for an unknown user, 503 while no
+snapshot is loaded.
 """
 
 from __future__ import annotations

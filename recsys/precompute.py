@@ -12,7 +12,7 @@ The nightly steps (the DAG maps ``run_shard`` over groups x shards):
 Scoring is vectorised: a block of users x their candidate posts is one feature frame
 (``ServingFeatures``, equal to the training features) and one CatBoost call. Candidates are all
 posts; when there are more than ``RECSYS_CANDIDATES``, the top ones by the like-rate of the post
-among users of the user's cohort (a cheap stage; its cost is measured in bench/precompute.py).
+among users of the user's cohort (a cheap stage; its cost is measured in bench/serve_full.py).
 Posts the user liked before the cutoff are never recommended. The day is cut into
 ``RECSYS_TIME_BUCKETS`` equal parts, each scored at its middle hour on the day after the cutoff.
 """
