@@ -88,3 +88,10 @@ def test_query_snapshots_precompute_and_rollback(served_copy):
     assert rolled.returncode == 0 and rolled.stdout.split()[-1] == before[-1]
     missing = recsys("rollback", "--to", "1999-01-01-x", env={})
     assert missing.returncode == 1 and "is not published" in missing.stderr
+
+
+def test_the_installed_command_finds_the_api_outside_the_repository(tmp_path):
+    """`recsys serve` from .venv/bin, run anywhere, imports the api package (it is installed)."""
+    result = subprocess.run([sys.executable, "-c", "import api.app, recsys.cli"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert result.returncode == 0, result.stderr
