@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import shutil
 import time
@@ -25,7 +24,7 @@ import pyarrow.parquet as pq
 
 from recsys import evaluate, models
 from recsys.features import FeatureStore, Split, sample_views, time_split
-from recsys.files import write_atomically, write_json
+from recsys.files import read_json, write_atomically, write_json
 from recsys.text_features import VARIANTS, post_text_vectors
 
 log = logging.getLogger(__name__)
@@ -40,7 +39,7 @@ class QualityGateError(RuntimeError):
 
 
 def read_manifest(version_dir: Path) -> dict:
-    return json.loads((version_dir / MANIFEST).read_text())
+    return read_json(version_dir / MANIFEST)
 
 
 def prepare(settings, extract_path: Path) -> Path:
@@ -193,7 +192,7 @@ def current_version(settings) -> str | None:
 
 def gate_and_publish(version_dir: Path, settings) -> str:
     """Make the version current if its models pass the gate; otherwise raise, leaving CURRENT as it was."""
-    report = json.loads((version_dir / "evaluation.json").read_text())
+    report = read_json(version_dir / "evaluation.json")
     failures = check_quality(report, settings)
     if failures:
         kept = current_version(settings)
