@@ -17,9 +17,9 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
 
+# The whole product: demo data, airflow standalone running the nightly DAG, the API (scripts/run_local.py).
 run: venv
-	$(BIN)/recsys generate --preset demo --seed 1 --keep-existing
-	$(BIN)/recsys pipeline
+	$(BIN)/python scripts/run_local.py
 
 lint: venv
 	$(BIN)/ruff check .

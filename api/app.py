@@ -151,6 +151,7 @@ def create_app(settings) -> Starlette:
             return JSONResponse({"ready": False, "reason": watcher.last_error or "loading"}, status_code=503)
         return JSONResponse({
             "ready": True, "snapshot": current.id, "models_version": current.models_version,
+            "group_models": current.manifest["group_models"],
             "users": len(current.user_ids),
             "loaded_at": dt.datetime.fromtimestamp(current.loaded_at, dt.UTC).isoformat(timespec="seconds"),
             "fresh_users": len(watcher.fresh_users), "last_error": watcher.last_error,

@@ -73,11 +73,18 @@ def _precompute(settings) -> str:
 
 def cmd_pipeline(args, settings) -> int:
     """Every nightly step, in order, in this process (the DAG runs the same functions)."""
-    from recsys import training
+    from recsys import snapshot, training
+    from recsys.extract import verify_extract
 
-    version = training.run(settings, _extract(args, settings))
+    extract_path = _extract(args, settings)
+    verify_extract(extract_path, settings)
+    version = training.run(settings, extract_path)
     print(f"published models {version}; evaluation: {settings.evaluations_dir / version / 'evaluation.png'}")
-    print(f"published snapshot {_precompute(settings)}")
+    published = _precompute(settings)
+    print(f"published snapshot {published}")
+    if settings.api_url:
+        snapshot.wait_until_served(settings.api_url, published, snapshot.served_timeout(settings))
+        print(f"the API at {settings.api_url} serves it")
     return 0
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ORPHAN_POLICIES = ("fail", "drop")
+AB_TEST_MODELS = ("test", "control")  # control: an A/A experiment
 
 
 class ConfigError(ValueError):
@@ -44,6 +45,11 @@ class Settings:
     reload_seconds: float
     duckdb_memory_limit: str
     precompute_workers: int
+    api_url: str
+    ab_test_model: str
+    ab_window_minutes: int
+    ab_alpha: float
+    ab_srm_alpha: float
 
     @property
     def embedding_model(self) -> str:
@@ -115,6 +121,9 @@ def load_settings() -> Settings:
     orphan_rows = (os.environ.get("RECSYS_ORPHAN_ROWS") or "fail").lower()
     if orphan_rows not in ORPHAN_POLICIES:
         raise ConfigError(f"RECSYS_ORPHAN_ROWS={orphan_rows!r}: expected one of {', '.join(ORPHAN_POLICIES)}")
+    ab_test_model = (os.environ.get("RECSYS_AB_TEST_MODEL") or "test").lower()
+    if ab_test_model not in AB_TEST_MODELS:
+        raise ConfigError(f"RECSYS_AB_TEST_MODEL={ab_test_model!r}: expected one of {', '.join(AB_TEST_MODELS)}")
     return Settings(
         data_dir=data_dir,
         source_url=source_url,
@@ -141,4 +150,9 @@ def load_settings() -> Settings:
         reload_seconds=_env_float("RECSYS_RELOAD_SECONDS", default=5.0, low=0.1),
         duckdb_memory_limit=os.environ.get("RECSYS_DUCKDB_MEMORY_LIMIT") or "4GB",
         precompute_workers=_env_int("RECSYS_PRECOMPUTE_WORKERS", default=os.cpu_count() or 1, minimum=1),
+        api_url=(os.environ.get("RECSYS_API_URL") or "").rstrip("/"),
+        ab_test_model=ab_test_model,
+        ab_window_minutes=_env_int("RECSYS_AB_WINDOW_MINUTES", default=60, minimum=1),
+        ab_alpha=_env_float("RECSYS_AB_ALPHA", default=0.05, low=1e-6, high=0.5),
+        ab_srm_alpha=_env_float("RECSYS_AB_SRM_ALPHA", default=0.001, low=1e-9, high=0.5),
     )

@@ -24,6 +24,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -275,6 +276,53 @@ def _swap_into_place(staging: Path, final: Path) -> None:
         final.rename(retired)
     staging.rename(final)
     shutil.rmtree(retired, ignore_errors=True)
+
+
+def verify_extract(extract_path: Path, settings: Settings) -> dict:
+    """Check an extract before anything trains on it: its files still hold exactly what the extract
+    validated (row counts and checksums from the manifest), and its feed covers enough days for the
+    time split, with views and likes in it. Returns the manifest; raises DataValidationError."""
+    manifest_path = extract_path / MANIFEST
+    if not manifest_path.exists():
+        raise DataValidationError([f"{extract_path}: no {MANIFEST}, so the extract never completed"])
+    manifest = json.loads(manifest_path.read_text())
+    problems = []
+    con = quiet_duckdb()
+    try:
+        for table, glob in (
+            ("user_data", extract_path / "user_data.parquet"),
+            ("post_text_df", extract_path / "post_text_df.parquet"),
+            ("feed_data", extract_path / "feed_data" / "*" / "*.parquet"),
+        ):
+            expected = manifest["tables"][table]
+            try:
+                rows, checksum = _checksum(con, str(glob), [n for n, _ in TABLES[table]])
+            except duckdb.Error as error:
+                problems.append(f"{table}: unreadable Parquet in {extract_path.name} ({str(error).strip()})")
+                continue
+            if rows != expected["rows"]:
+                problems.append(f"{table}: {rows:,} rows on disk, the manifest says {expected['rows']:,}")
+            elif checksum != expected["checksum"]:
+                problems.append(f"{table}: {rows:,} rows whose content differs from the manifest's checksum")
+        if not problems:
+            days, views, likes = con.execute(
+                "SELECT count(DISTINCT day), count(*) FILTER (action = 'view'), count(*) FILTER (target = 1) "
+                f"FROM read_parquet('{extract_path / 'feed_data' / '*' / '*.parquet'}', hive_partitioning = true)"
+            ).fetchone()
+            needed = settings.valid_days + settings.test_days + 1
+            if days < needed:
+                problems.append(f"feed_data: {days} days of events; RECSYS_VALID_DAYS={settings.valid_days} and "
+                                f"RECSYS_TEST_DAYS={settings.test_days} need at least {needed}")  # fmt: skip
+            if not views or not likes:
+                problems.append(f"feed_data: {views:,} views and {likes:,} liked views; training needs both")
+    finally:
+        con.close()
+    if problems:
+        raise DataValidationError([f"extract {extract_path.name}: {problem}" for problem in problems])
+    log.info("extract %s verified: %s users, %s posts, %s feed rows over %d days", extract_path.name,
+             f"{manifest['tables']['user_data']['rows']:,}", f"{manifest['tables']['post_text_df']['rows']:,}",
+             f"{manifest['tables']['feed_data']['rows']:,}", days)  # fmt: skip
+    return manifest
 
 
 def list_extracts(extracts_dir: Path) -> list[Path]:

@@ -38,8 +38,6 @@ from recsys.files import read_json, write_json
 
 log = logging.getLogger(__name__)
 
-# The model each A/B group is served by.
-GROUP_MODELS = {"control": "control", "test": "test"}
 BLOCK_ROWS = 400_000  # feature rows scored at once: bounds memory, whatever the number of posts
 
 
@@ -53,10 +51,17 @@ def bucket_of(hour: int, buckets: int) -> int:
     return min(buckets - 1, int(hour * buckets // 24))
 
 
-def stage(settings) -> Path:
-    """Write everything the shards need into a new staging snapshot."""
+def group_models_of(settings) -> dict[str, str]:
+    """The model each A/B group is served by: control gets control; test gets RECSYS_AB_TEST_MODEL
+    (``test``, or ``control`` for an A/A experiment)."""
+    return {"control": "control", "test": settings.ab_test_model}
+
+
+def stage(settings, version: str | None = None) -> Path:
+    """Write everything the shards need into a new staging snapshot, for the models of ``version``
+    (default: the published ones)."""
     started = time.perf_counter()
-    version = training.current_version(settings)
+    version = version or training.current_version(settings)
     if version is None:
         raise snapshot.SnapshotError(f"no published models under {settings.models_dir}: nothing to precompute")
     version_dir = settings.models_dir / version
@@ -76,8 +81,9 @@ def stage(settings) -> Path:
     liked.to_parquet(staging / "liked.parquet", index=False)
 
     (staging / "models").mkdir()
+    group_models = group_models_of(settings)
     history_keys = {}
-    for kind in GROUP_MODELS.values():
+    for kind in set(group_models.values()):
         for suffix in (".cbm", ".json"):
             shutil.copy2(version_dir / f"{kind}{suffix}", staging / "models" / f"{kind}{suffix}")
         space = models.TEXT_SPACE[kind]
@@ -95,8 +101,8 @@ def stage(settings) -> Path:
         "time_buckets": settings.time_buckets,
         "candidates": settings.candidates,
         "shards": settings.shards,
-        "groups": list(GROUP_MODELS),
-        "group_models": GROUP_MODELS,
+        "groups": list(group_models),
+        "group_models": group_models,
         "history_keys": history_keys,
     })  # fmt: skip
     log.info("staged snapshot %s: %s users, %s posts, %s liked pairs, cutoff %s (%.1f s)", staging.name,

@@ -21,8 +21,12 @@ kept; ``rollback`` points ``CURRENT`` at an older one.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import shutil
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 from recsys.files import read_json, sha256, write_atomically, write_json
@@ -39,7 +43,15 @@ class SnapshotError(RuntimeError):
     """A snapshot is incomplete, corrupt, or missing."""
 
 
+def _cutoff_of(snapshot_id: str) -> str:
+    return snapshot_id[:10]  # ids are <cutoff YYYY-MM-DD>-<UTC time>
+
+
 def new_staging_dir(settings, cutoff: dt.date) -> Path:
+    """A fresh staging folder; those of earlier failed attempts at the same cutoff are removed."""
+    for abandoned in settings.snapshots_dir.glob(f"{STAGING_PREFIX}{cutoff}-*"):
+        shutil.rmtree(abandoned)
+        log.info("removed %s, an unfinished earlier attempt at this cutoff", abandoned.name)
     snapshot_id = f"{cutoff}-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%f}"
     path = settings.snapshots_dir / f"{STAGING_PREFIX}{snapshot_id}"
     path.mkdir(parents=True)
@@ -78,10 +90,11 @@ def publish(staging_dir: Path, settings) -> str:
     write_json(staging_dir / MANIFEST, manifest)
     target = settings.snapshots_dir / plan["snapshot"]
     staging_dir.rename(target)
+    replaced = current_id(settings)
     write_atomically(settings.snapshots_dir / CURRENT, target.name + "\n")
     log.info("published snapshot %s: %s recommendation rows for %s users", target.name,
              f"{sum(rows.values()):,}", f"{manifest['users']:,}")  # fmt: skip
-    prune(settings)
+    prune(settings, replaced)
     return target.name
 
 
@@ -142,12 +155,18 @@ def rollback(settings, snapshot: str | None = None) -> str:
     return snapshot
 
 
-def prune(settings) -> list[str]:
+def prune(settings, replaced: str | None = None) -> list[str]:
     """Delete all but the newest RECSYS_SNAPSHOTS_KEPT snapshots (never the current one), and
-    staging folders of runs that died more than a day ago."""
+    staging folders of runs that died more than a day ago.
+
+    A rerun for a cutoff replaces the earlier snapshots of that cutoff; the one it just replaced
+    (``replaced``) stays until the next publish, as the API may still be reading it.
+    """
     current = current_id(settings)
+    kept = published(settings)
+    rerun = [s for s in kept if current and _cutoff_of(s) == _cutoff_of(current) and s not in (current, replaced)]
     removed = []
-    for snapshot in published(settings)[: -settings.snapshots_kept]:
+    for snapshot in sorted(set(kept[: -settings.snapshots_kept]) | set(rerun)):
         if snapshot != current:
             shutil.rmtree(settings.snapshots_dir / snapshot)
             removed.append(snapshot)
@@ -159,6 +178,35 @@ def prune(settings) -> list[str]:
     if removed:
         log.info("removed old snapshots: %s", ", ".join(removed))
     return removed
+
+
+def served_timeout(settings) -> float:
+    """How long the API may take to load a new snapshot: a few of its reload intervals, plus loading."""
+    return 60 + 5 * settings.reload_seconds
+
+
+def wait_until_served(api_url: str, snapshot_id: str, timeout: float) -> dict:
+    """Poll the API's /ready until it serves ``snapshot_id``; returns its answer. Raises
+    SnapshotError naming what the API last said when the time runs out."""
+    deadline = time.monotonic() + timeout
+    last = "no answer"
+    while True:
+        try:
+            with urllib.request.urlopen(f"{api_url}/ready", timeout=5) as response:
+                state = json.load(response)
+        except urllib.error.HTTPError as error:  # 503 until a snapshot is loaded
+            state, last = {}, f"HTTP {error.code} {error.read(500).decode(errors='replace')}"
+        except (OSError, ValueError) as error:
+            state, last = {}, f"unreachable ({error})"
+        if state.get("snapshot") == snapshot_id:
+            log.info("the API at %s serves snapshot %s", api_url, snapshot_id)
+            return state
+        if state:
+            last = f"serving {state.get('snapshot')}, last error {state.get('last_error')}"
+        if time.monotonic() >= deadline:
+            raise SnapshotError(f"the API at {api_url} did not pick up snapshot {snapshot_id} within "
+                                f"{timeout:.0f} s: {last}")  # fmt: skip
+        time.sleep(1)
 
 
 def shard_file(snapshot_dir: Path, group: str, shard: int) -> Path:

@@ -42,8 +42,24 @@ def read_manifest(version_dir: Path) -> dict:
     return read_json(version_dir / MANIFEST)
 
 
+def _attempts_of(settings, extract_name: str) -> list[Path]:
+    """Version folders trained on the extract of this date (a version is named <extract>-<UTC time>)."""
+    return sorted(settings.models_dir.glob(f"{extract_name}-*T*"))
+
+
+def _remove_version(settings, version_dir: Path, reason: str) -> None:
+    shutil.rmtree(version_dir)
+    shutil.rmtree(settings.evaluations_dir / version_dir.name, ignore_errors=True)
+    log.info("removed models %s: %s", version_dir.name, reason)
+
+
 def prepare(settings, extract_path: Path) -> Path:
     started = time.perf_counter()
+    # A rerun for the same date replaces its earlier attempts rather than adding to them; the
+    # published version stays until the new one passes the gate (gate_and_publish removes it then).
+    for earlier in _attempts_of(settings, extract_path.name):
+        if earlier.name != current_version(settings):
+            _remove_version(settings, earlier, f"an earlier attempt for the extract of {extract_path.name}")
     version = f"{extract_path.name}-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}"
     version_dir = settings.models_dir / version
     version_dir.mkdir(parents=True)
@@ -202,6 +218,10 @@ def gate_and_publish(version_dir: Path, settings) -> str:
         )
     write_atomically(settings.models_dir / CURRENT, version_dir.name + "\n")
     log.info("published models %s", version_dir.name)
+    # Snapshots carry copies of their models, so the replaced version of the same date can go.
+    for replaced in _attempts_of(settings, Path(read_manifest(version_dir)["extract"]).name):
+        if replaced != version_dir:
+            _remove_version(settings, replaced, f"replaced by {version_dir.name}")
     return version_dir.name
 
 

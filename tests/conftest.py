@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
+from pathlib import Path
 
 import pytest
 from pytest_postgresql.janitor import DatabaseJanitor
 
 from recsys.config import load_settings
 from tests.pg_server import server_bindir, temporary_postgres
+
+# Airflow reads its configuration once, at its first import: point it at a throwaway home (SQLite
+# metadata) and at this repository's DAGs before any test imports it.
+REPO = Path(__file__).resolve().parents[1]
+os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="recsys-airflow-home-")
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "dags")
+os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(REPO / "plugins")
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 
 
 @pytest.fixture(scope="session")

@@ -176,6 +176,7 @@ def test_snapshot_swap_under_concurrent_requests_has_no_errors(served_copy):
         assert len(statuses) > 80 and set(statuses) == {200}
         assert {v for _, r in results for v in r} <= {old, new}
         assert httpx.get(f"{url}/ready").json()["snapshot"] == new
+        assert snapshot.wait_until_served(url, new, timeout=5)["snapshot"] == new  # the DAG's last task
 
 
 def test_a_corrupt_snapshot_is_refused_and_the_old_one_keeps_serving(served_copy):
@@ -190,6 +191,8 @@ def test_a_corrupt_snapshot_is_refused_and_the_old_one_keeps_serving(served_copy
         app.state.watcher.check()
         ready = httpx.get(f"{url}/ready").json()
         assert ready["snapshot"] == old and f"snapshot {new} refused" in ready["last_error"]
+        with pytest.raises(snapshot.SnapshotError, match=f"did not pick up snapshot {new} .*: serving {old}"):
+            snapshot.wait_until_served(url, new, timeout=1)
         user_id = int(users_of(served_copy)["user_id"].iloc[0])
         assert httpx.get(f"{url}/post/recommendations/", params={"id": user_id}).status_code == 200
 

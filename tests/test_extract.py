@@ -197,3 +197,25 @@ def test_rerun_replaces_and_old_extracts_are_pruned(bad_source):
     first = json.loads((extract(settings, dt.date(2021, 11, 3)) / MANIFEST).read_text())
     assert [p.name for p in list_extracts(settings.extracts_dir)] == ["2021-11-02", "2021-11-03"]
     assert first["tables"]["feed_data"]["rows"] > 0
+
+
+def test_verify_extract_names_a_changed_file_and_too_few_days(tiny_extract, tmp_path, settings_for):
+    import pyarrow.parquet as pq
+
+    from recsys.extract import verify_extract
+
+    copy = tmp_path / "extract"
+    shutil.copytree(tiny_extract[0], copy)
+    settings = settings_for()
+    assert verify_extract(copy, settings)["tables"]["feed_data"]["rows"] > 0
+
+    users = pq.read_table(copy / "user_data.parquet")
+    pq.write_table(users.slice(0, users.num_rows - 3), copy / "user_data.parquet")
+    with pytest.raises(DataValidationError, match=f"user_data: {users.num_rows - 3:,} rows on disk, the manifest "
+                                                  f"says {users.num_rows:,}"):  # fmt: skip
+        verify_extract(copy, settings)
+
+    pq.write_table(users, copy / "user_data.parquet")
+    days = len(list((copy / "feed_data").iterdir()))
+    with pytest.raises(DataValidationError, match=f"feed_data: {days} days of events; RECSYS_VALID_DAYS=8"):
+        verify_extract(copy, settings_for(RECSYS_VALID_DAYS="8", RECSYS_TEST_DAYS=str(days)))

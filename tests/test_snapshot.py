@@ -35,14 +35,26 @@ def test_publish_refuses_a_snapshot_with_a_missing_shard(served_copy):
     assert snapshot.current_id(served_copy) == before and not (staging / snapshot.MANIFEST).exists()
 
 
-def test_new_snapshot_becomes_current_old_ones_are_pruned_and_rollback_works(served_copy):
+def test_new_snapshot_becomes_current_reruns_replace_and_rollback_works(served_copy):
     first = snapshot.current_id(served_copy)
     made = [precompute.run(served_copy) for _ in range(3)]
     assert snapshot.current_id(served_copy) == made[-1]
-    kept = snapshot.published(served_copy)
-    assert kept == sorted(made)[-served_copy.snapshots_kept :] and first not in kept
+    # Same data, same cutoff: each rerun replaces the earlier snapshots of that cutoff, except the
+    # one it just replaced (the API may still read it; it is also what a rollback goes back to).
+    assert snapshot.published(served_copy) == made[-2:] and first not in made
     assert snapshot.rollback(served_copy) == made[-2] == snapshot.current_id(served_copy)
     assert snapshot.rollback(served_copy, made[-1]) == made[-1]
     with pytest.raises(snapshot.SnapshotError, match="is not published"):
         snapshot.rollback(served_copy, first)
     assert read_json(served_copy.snapshots_dir / made[-1] / snapshot.MANIFEST)["snapshot"] == made[-1]
+
+
+def test_prune_keeps_the_newest_snapshots_across_cutoffs(settings_for):
+    settings = settings_for(RECSYS_SNAPSHOTS_KEPT="2")
+    ids = [f"2021-10-0{day}-20261101T00000{day}" for day in range(1, 5)]
+    for snapshot_id in ids:
+        (settings.snapshots_dir / snapshot_id).mkdir(parents=True)
+        (settings.snapshots_dir / snapshot_id / snapshot.MANIFEST).write_text("{}")
+    (settings.snapshots_dir / snapshot.CURRENT).write_text(ids[1])  # rolled back to an older one
+    assert snapshot.prune(settings) == [ids[0]]  # the newest two, and never the current one
+    assert snapshot.published(settings) == ids[1:]
