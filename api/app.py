@@ -1,6 +1,6 @@
 """The lookup API (Starlette): the feed asks which posts to show a user.
 
-    GET /post/recommendations/?id=<user id>&time=<ISO datetime>&limit=<1..100, default 5>
+    GET /post/recommendations/?id=<user id>&time=<ISO datetime>&limit=<1..100, default 5>&offset=<default 0>
     -> {"exp_group": "control"|"test", "recommendations": [{"id", "text", "topic"}, ...]}
 
 A known user's posts are a lookup in the current snapshot's precomputed lists (the bucket of the
@@ -35,6 +35,7 @@ from recsys.exposures import ExposureLog
 log = logging.getLogger(__name__)
 
 MAX_LIMIT = 100
+MAX_OFFSET = 10_000  # deeper than any precomputed list (RECSYS_TOP_K); past the list the answer is empty
 schemas = SchemaGenerator({"openapi": "3.0.0", "info": {"title": "recsys lookup API", "version": "1"}})
 
 
@@ -57,8 +58,8 @@ def _error(status: int, message: str, **extra) -> JSONResponse:
     return JSONResponse({"error": message, **extra}, status_code=status)
 
 
-def parse_query(params) -> tuple[int, dt.datetime, int]:
-    """(user id, time as naive UTC, limit) from the query string, or BadParameter."""
+def parse_query(params) -> tuple[int, dt.datetime, int, int]:
+    """(user id, time as naive UTC, limit, offset) from the query string, or BadParameter."""
     raw_id = params.get("id")
     if raw_id is None or raw_id.strip() == "":
         raise BadParameter("id", "the query parameter id (a user id) is required")
@@ -78,14 +79,19 @@ def parse_query(params) -> tuple[int, dt.datetime, int]:
             raise BadParameter("time", f"time must be an ISO 8601 datetime, got {raw_time!r}") from None
         if when.tzinfo is not None:
             when = when.astimezone(dt.UTC).replace(tzinfo=None)
-    raw_limit = params.get("limit", "5")
+    limit, offset = _bounded_int(params, "limit", 5, 1, MAX_LIMIT), _bounded_int(params, "offset", 0, 0, MAX_OFFSET)
+    return user_id, when, limit, offset
+
+
+def _bounded_int(params, name: str, default: int, low: int, high: int) -> int:
+    raw = params.get(name, str(default))
     try:
-        limit = int(raw_limit)
+        value = int(raw)
     except ValueError:
-        raise BadParameter("limit", f"limit must be an integer, got {raw_limit!r}") from None
-    if not 1 <= limit <= MAX_LIMIT:
-        raise BadParameter("limit", f"limit must be between 1 and {MAX_LIMIT}, got {limit}")
-    return user_id, when, limit
+        raise BadParameter(name, f"{name} must be an integer, got {raw!r}") from None
+    if not low <= value <= high:
+        raise BadParameter(name, f"{name} must be between {low} and {high}, got {value}")
+    return value
 
 
 def create_app(settings) -> Starlette:
@@ -101,6 +107,8 @@ def create_app(settings) -> Starlette:
           - {name: id, in: query, required: true, schema: {type: integer}}
           - {name: time, in: query, required: false, schema: {type: string, format: date-time}}
           - {name: limit, in: query, required: false, schema: {type: integer, minimum: 1, maximum: 100, default: 5}}
+          - {name: offset, in: query, required: false, schema: {type: integer, minimum: 0, default: 0},
+             description: "skip this many of the user's ranked posts: the next page of a scrolling feed"}
         responses:
           200: {description: '{"exp_group": "control"|"test", "recommendations": [{"id", "text", "topic"}]}'}
           404: {description: unknown user}
@@ -108,19 +116,19 @@ def create_app(settings) -> Starlette:
           503: {description: no snapshot loaded yet}
         """
         try:
-            user_id, when, limit = parse_query(request.query_params)
+            user_id, when, limit, offset = parse_query(request.query_params)
         except BadParameter as bad:
             return _error(422, str(bad), parameter=bad.parameter)
         current = watcher.current  # one snapshot for the whole request, whatever swaps meanwhile
         if current is None:
             return _error(503, f"not ready: {watcher.last_error or 'loading the snapshot'}")
-        found = current.lookup(user_id, when.hour, limit)
+        found = current.lookup(user_id, when.hour, limit, offset)
         fresh = found is None
         if fresh:
             user = watcher.fresh_users.get(user_id)
             if user is None:
                 return _error(404, f"unknown user id {user_id}", parameter="id")
-            rows = await run_in_threadpool(current.score_fresh, user, pd.Timestamp(when), limit)
+            rows = await run_in_threadpool(current.score_fresh, user, pd.Timestamp(when), limit, offset)
             group = current.group_of(user_id)
         else:
             rows, group = found

@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import pandas as pd
 
@@ -53,23 +54,24 @@ class LoadedSnapshot:
     def group_of(self, user_id: int) -> str:
         return ab.assign_group(user_id, self.manifest["ab"]["salt"], self.manifest["ab"]["test_share"])
 
-    def lookup(self, user_id: int, hour: int, limit: int) -> tuple[np.ndarray, str] | None:
-        """(post rows precomputed for the hour's bucket, group) of a user, or None for a user not in the snapshot."""
+    def lookup(self, user_id: int, hour: int, limit: int, offset: int = 0) -> tuple[np.ndarray, str] | None:
+        """(post rows precomputed for the hour's bucket, from the offset-th on, group) of a user, or None for
+        a user not in the snapshot. Past the precomputed top K the list is empty."""
         row = self.user_rows.get(user_id)
         if row is None:
             return None
         key = row * self.buckets + precompute.bucket_of(hour, self.buckets)
-        start, end = self.offsets[key], self.offsets[key + 1]
-        return self.post_rows[start : min(end, start + limit)], self.user_groups[row]
+        start, end = self.offsets[key] + offset, self.offsets[key + 1]
+        return self.post_rows[min(start, end) : min(end, start + limit)], self.user_groups[row]
 
-    def score_fresh(self, user: dict, when: pd.Timestamp, limit: int) -> np.ndarray:
+    def score_fresh(self, user: dict, when: pd.Timestamp, limit: int, offset: int = 0) -> np.ndarray:
         """Rank every post for a user the snapshot does not know, with their group's model."""
         model, kind, serving = self._fresh_scorer(self.group_of(user["user_id"]))
         n_posts = len(serving.posts)
         users = with_cohorts(pd.DataFrame([user]))
         frame = serving.features(users, np.arange(n_posts)[None, :], when)
         scores = models.predict(model, kind, frame)
-        best = np.argsort(-scores, kind="stable")[:limit]
+        best = np.argsort(-scores, kind="stable")[offset : offset + limit]
         rows = self.post_index.get_indexer(serving.posts["post_id"].to_numpy()[best])
         return rows[rows >= 0]
 
@@ -183,7 +185,7 @@ class SnapshotWatcher:
             found = {row["user_id"]: row for row in source.find_users(missing)}
             self.fresh_users = {u: known.get(u) or found[u] for u in fresh_ids.tolist() if u in known or u in found}
             self.source_error = None
-        except SourceError as error:
+        except (SourceError, duckdb.Error) as error:  # e.g. a DuckDB source locked by a writer for a moment
             self.source_error = f"fresh users not refreshed: {error}"
             log.warning("%s; keeping %d known fresh users", self.source_error, len(self.fresh_users))
 

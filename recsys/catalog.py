@@ -5,6 +5,7 @@
 - ``posts``: post_id, text, topic
 - ``evaluations``: one row per model version and method (every evaluation run kept)
 - ``exposures``: every API response (request_id, user_id, exp_group, model_version, time, post_ids, ...)
+- ``ab_results``: one row per A/B report run, metric and test (p-value, difference, CI, verdict)
 
 Plain DuckDB works the same way on the files (paths in docs/architecture.md).
 """
@@ -17,7 +18,7 @@ from recsys import snapshot
 from recsys.exposures import SCHEMA as EXPOSURE_SCHEMA
 from recsys.sources import quiet_duckdb
 
-VIEWS = ("recommendations", "users", "posts", "evaluations", "exposures")
+VIEWS = ("recommendations", "users", "posts", "evaluations", "exposures", "ab_results")
 
 
 def connect(settings):
@@ -50,4 +51,10 @@ def connect(settings):
     else:
         con.register("empty_exposures", pa.table({f.name: pa.array([], f.type) for f in EXPOSURE_SCHEMA}))
         con.execute("CREATE VIEW exposures AS SELECT *, NULL::DATE AS day FROM empty_exposures")
+    ab_results = settings.data_dir / "reports" / "ab"
+    if any(ab_results.glob("*/results.parquet")):
+        con.execute(f"CREATE VIEW ab_results AS SELECT * FROM read_parquet('{ab_results}/*/results.parquet')")
+    else:
+        con.execute("CREATE VIEW ab_results AS SELECT NULL::VARCHAR AS run, NULL::VARCHAR AS metric, "
+                    "NULL::VARCHAR AS test, NULL::DOUBLE AS p_value, NULL::VARCHAR AS verdict WHERE false")  # fmt: skip
     return con

@@ -149,6 +149,57 @@ def cmd_evaluate(args, settings) -> int:
     return 0
 
 
+def cmd_simulate(args, settings) -> int:
+    """Play feed traffic against the running API and append its views and likes to the source."""
+    from recsys import simulate
+
+    api_url = args.api or settings.api_url
+    if not api_url:
+        logging.error("no API to simulate against: pass --api URL or set RECSYS_API_URL")
+        return 2
+    bars = []  # made at the first answer, so that a refused run prints no empty bar
+
+    def update(done: int, total: int) -> None:
+        if not bars:
+            bars.append(tqdm(desc="simulate", total=total, unit=" requests", unit_scale=True, dynamic_ncols=True,
+                             file=sys.stderr))  # fmt: skip
+        bars[0].update(done - bars[0].n)
+
+    try:
+        result = simulate.simulate(settings, api_url, args.users, args.days, aa=args.aa, seed=args.seed,
+                                   start=args.start, concurrency=args.concurrency,
+                                   traffic=simulate.Traffic(limit=args.limit), progress=update)  # fmt: skip
+    except simulate.AARefused as error:
+        logging.error("%s", error)
+        return 2
+    except simulate.SimulationError as error:
+        logging.error("%s", error)
+        return 1
+    finally:
+        for bar in bars:
+            bar.close()
+    print(json.dumps(result.summary))
+    return 0
+
+
+def cmd_ab_report(args, settings) -> int:
+    """Attribute likes to exposures, test, decide; write the report under RECSYS_DATA_DIR/reports/ab/."""
+    from recsys.abreport import ABReportError, write_report
+    from recsys.files import read_json
+
+    try:
+        folder = write_report(settings, args.since, args.until)
+    except ABReportError as error:
+        logging.error("%s", error)
+        return 1
+    analysis = read_json(folder / "analysis.json")
+    print(f"decision: {analysis['verdict']}")
+    for reason in analysis["reasons"]:
+        print(f"  - {reason}")
+    print(f"report: {folder / 'report.md'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="recsys", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -183,6 +234,25 @@ def build_parser() -> argparse.ArgumentParser:
     query.add_argument("sql")
     query.add_argument("--max-rows", type=int, default=40)
     query.set_defaults(run=cmd_query)
+
+    sim = commands.add_parser("simulate", help="play feed traffic against the API, append its views and likes")
+    sim.add_argument("--api", help="the API's base URL (default: RECSYS_API_URL)")
+    sim.add_argument("--users", type=int, default=1_000, help="users to simulate (default: 1000)")
+    sim.add_argument("--days", type=int, default=1, help="days to simulate (default: 1)")
+    sim.add_argument("--aa", action="store_true", help="an A/A run: refuse unless both groups get the same model")
+    sim.add_argument("--seed", type=int, default=None, help="default: RECSYS_SEED")
+    sim.add_argument("--start", type=dt.date.fromisoformat, default=None,
+                     help="first simulated day, YYYY-MM-DD (default: the day after the last feed day)")  # fmt: skip
+    sim.add_argument("--concurrency", type=int, default=4, help="requests in flight (default: 4)")
+    sim.add_argument("--limit", type=int, default=5, help="posts per request (default: 5)")
+    sim.set_defaults(run=cmd_simulate)
+
+    ab_report = commands.add_parser("ab-report", help="analyse the A/B experiment and write a report")
+    ab_report.add_argument("--since", type=dt.datetime.fromisoformat, default=None,
+                           help="only exposures at or after this time (ISO, UTC)")  # fmt: skip
+    ab_report.add_argument("--until", type=dt.datetime.fromisoformat, default=None,
+                           help="only exposures before this time (ISO, UTC)")  # fmt: skip
+    ab_report.set_defaults(run=cmd_ab_report)
 
     for name, run, text in (
         ("extract", cmd_extract, "copy the source tables into a dated, validated Parquet snapshot"),

@@ -8,6 +8,7 @@ for PostgreSQL, never row inserts) and stream a table out as Arrow record batche
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import os
 import threading
@@ -160,6 +161,16 @@ class Source:
         rows = self._fetchall(f"SELECT {', '.join(map(_quote, names))} FROM user_data WHERE user_id IN ({wanted})")
         return [dict(zip(names, row, strict=True)) for row in rows]
 
+    def likes_between(self, store_types: dict[str, str], start: dt.datetime, end: dt.datetime) -> pa.Table:
+        """The like events (user_id, post_id, timestamp in UTC) with start <= timestamp <= end."""
+        rows = self._fetchall(
+            f"SELECT user_id, post_id, timestamp FROM ({self.select_sql('feed_data', store_types['feed_data'])}) f "
+            f"WHERE action = 'like' AND timestamp BETWEEN '{start.isoformat()}' AND '{end.isoformat()}'"
+        )
+        users, posts, times = zip(*rows, strict=True) if rows else ((), (), ())
+        return pa.table({"user_id": pa.array(users, pa.int64()), "post_id": pa.array(posts, pa.int64()),
+                         "timestamp": pa.array(times, pa.timestamp("us"))})  # fmt: skip
+
     def select_sql(self, table: str, store_types: dict[str, str]) -> str:
         """A SELECT that returns the table's columns in canonical order and types."""
         parts = []
@@ -188,6 +199,10 @@ class Source:
         self._execute_all(
             f"ALTER TABLE {_quote(table)} ADD PRIMARY KEY ({_quote(key)})" for table, key in PRIMARY_KEYS.items()
         )
+
+    def query(self, sql: str) -> list[tuple]:
+        """The rows of a read-only SQL query (small results: they come back as tuples)."""
+        return self._fetchall(sql)
 
     # Subclasses implement these.
     def _fetchall(self, sql: str) -> list[tuple]:

@@ -25,6 +25,7 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 DAG_ID = "recsys_nightly"
+AB_DAG_ID = "recsys_ab_report"
 
 
 def say(message: str) -> None:
@@ -46,6 +47,9 @@ def environment(data_dir: Path, airflow_port: int, api_port: int) -> dict[str, s
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
         "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}",
         "HF_HUB_OFFLINE": "1",
+        # Three models train at once, each with its own DuckDB: the demo's data fits in far less than
+        # the default 4 GB each (DuckDB spills beyond the limit rather than failing).
+        "RECSYS_DUCKDB_MEMORY_LIMIT": env.get("RECSYS_DUCKDB_MEMORY_LIMIT") or "1GB",
     })  # fmt: skip
     return env
 
@@ -91,6 +95,7 @@ def start_nightly(client: httpx.Client) -> str:
     """Unpause the nightly DAG and return the id of the run that does today's work: unpausing makes
     the scheduler start the latest daily run by itself; if it does not (it ran before), trigger one."""
     client.patch(f"/dags/{DAG_ID}", json={"is_paused": False}).raise_for_status()
+    client.patch(f"/dags/{AB_DAG_ID}", json={"is_paused": False}).raise_for_status()  # runs after each snapshot
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         runs = client.get(f"/dags/{DAG_ID}/dagRuns", params={"state": ["queued", "running"]}).json()["dag_runs"]
@@ -143,7 +148,9 @@ def bring_up(data_dir: Path, airflow_url: str, api_url: str, processes) -> None:
     wait_for("Airflow's health", lambda: httpx.get(f"{airflow_url}/api/v2/monitor/health", timeout=5).is_success,
              240, processes)  # fmt: skip
     client = airflow_client(airflow_url, data_dir / "airflow")
-    wait_for(f"the DAG processor to parse {DAG_ID}", lambda: client.get(f"/dags/{DAG_ID}").is_success, 240, processes)
+    for dag_id in (DAG_ID, AB_DAG_ID):
+        parsed = lambda dag_id=dag_id: client.get(f"/dags/{dag_id}").is_success  # noqa: E731
+        wait_for(f"the DAG processor to parse {dag_id}", parsed, 240, processes)
     if (data_dir / "snapshots" / "CURRENT").exists() and os.environ.get("RUN_NIGHTLY") != "1":
         say("a snapshot is already published: not running the nightly DAG (RUN_NIGHTLY=1 to run it anyway)")
     elif follow(client, start_nightly(client)) != "success":

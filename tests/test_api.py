@@ -73,6 +73,16 @@ def test_served_posts_are_the_precomputed_ranking(client, served_copy):
     assert [p["id"] for p in body["recommendations"]] == expected
 
 
+def test_offset_pages_through_the_ranking_and_ends_empty(client, served_copy):
+    ranked = pd.read_parquet(snapshot.current_dir(served_copy) / "recommendations")
+    user_id = int(ranked["user_id"].iloc[0])
+    expected = ranked[ranked["user_id"] == user_id].sort_values("rank")["post_id"].tolist()
+    pages = [client.get("/post/recommendations/", params={"id": user_id, "limit": 5, "offset": offset}).json()
+             for offset in range(0, len(expected) + 5, 5)]  # fmt: skip
+    assert [p["id"] for page in pages for p in page["recommendations"]] == expected
+    assert pages[-1]["recommendations"] == []  # past the precomputed list
+
+
 def test_liked_posts_are_never_returned(client, served_copy):
     liked = pd.read_parquet(snapshot.current_dir(served_copy) / "liked.parquet")
     likers = liked["user_id"].value_counts().index[:40]
@@ -100,6 +110,8 @@ def test_unknown_user_is_404(client):
         ({"id": "1", "limit": "0"}, "limit"),
         ({"id": "1", "limit": "101"}, "limit"),
         ({"id": "1", "limit": "five"}, "limit"),
+        ({"id": "1", "offset": "-1"}, "offset"),
+        ({"id": "1", "offset": "next"}, "offset"),
     ],
 )
 def test_bad_input_is_422_naming_the_parameter(client, params, parameter):
@@ -130,6 +142,9 @@ def test_fresh_user_is_scored_on_the_fly(served_copy, monkeypatch, tmp_path):
         assert client.get("/ready").json()["fresh_users"] == 1
     assert body["exp_group"] == ab.assign_group(999999999, settings.ab_salt, settings.ab_test_share)
     assert len(body["recommendations"]) == 8 and len({p["id"] for p in body["recommendations"]}) == 8
+    with TestClient(app) as client:
+        page = client.get("/post/recommendations/", params={**params, "limit": 4, "offset": 4}).json()
+    assert [p["id"] for p in page["recommendations"]] == [p["id"] for p in body["recommendations"]][4:]
 
 
 def test_health_ready_and_openapi(client, served_copy):

@@ -27,7 +27,7 @@ def dagbag():
 
 def test_every_dag_file_imports_without_errors(dagbag):
     assert dagbag.import_errors == {}
-    assert "recsys_nightly" in dagbag.dags
+    assert {"recsys_nightly", "recsys_ab_report"} <= set(dagbag.dags)
 
 
 @pytest.mark.parametrize("dag_file", sorted(path.name for path in DAGS.glob("*.py")))
@@ -75,6 +75,13 @@ def test_nightly_dag_shape(dagbag):
     assert tasks["quality_gate"].retries == 0  # a model below the bar stays below it
     assert tasks["extract"].retries >= 1 and tasks["extract"].retry_exponential_backoff > 1
     assert nightly.max_active_runs == 1
+
+
+def test_ab_report_dag_runs_when_a_snapshot_is_published(dagbag):
+    ab_dag = dagbag.dags["recsys_ab_report"]
+    assert list(ab_dag.task_dict) == ["ab_report"]
+    nightly_publish = dagbag.dags["recsys_nightly"].task_dict["publish"]
+    assert [ref.name for ref in ab_dag.timetable.asset_condition.objects] == [nightly_publish.outlets[0].name]
 
 
 @pytest.fixture(scope="module")
