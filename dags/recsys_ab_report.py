@@ -13,6 +13,8 @@ import datetime as dt
 from airflow.sdk import Asset, dag, task
 from airflow.sdk.exceptions import AirflowSkipException
 
+from recsys.config import load_settings
+
 
 @dag(
     schedule=[Asset.ref(name="recsys_snapshot")],
@@ -29,7 +31,6 @@ def recsys_ab_report():
         """Attribution, statistics, decision: report.md, plots and results.parquet; skipped while
         the API has logged no exposures yet."""
         from recsys.abreport import ABReportError, write_report
-        from recsys.config import load_settings
 
         try:
             return str(write_report(load_settings()))

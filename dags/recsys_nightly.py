@@ -13,26 +13,21 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 from pathlib import Path
 
 from airflow.sdk import Asset, dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
+from recsys.config import data_dir_from_env, load_settings
+
 log = logging.getLogger(__name__)
 
 # Assets point at the pointer files that change when something is published.
-DATA_DIR = Path(os.environ.get("RECSYS_DATA_DIR") or "data").resolve()
+DATA_DIR = data_dir_from_env()
 MODELS = Asset(name="recsys_models", uri=f"file://{DATA_DIR}/models/CURRENT")
 SNAPSHOT = Asset(name="recsys_snapshot", uri=f"file://{DATA_DIR}/snapshots/CURRENT")
 
 MODEL_KINDS = ("control", "test", "recipe")  # recipe: the original's recipe, a baseline for the gate
-
-
-def _settings():
-    from recsys.config import load_settings
-
-    return load_settings()
 
 
 def _run_date() -> dt.date:
@@ -62,14 +57,14 @@ def recsys_nightly():
         """Copy the source tables into extracts/<date>/ (validated while streaming)."""
         from recsys.extract import extract
 
-        return str(extract(_settings(), date=_run_date()))
+        return str(extract(load_settings(), date=_run_date()))
 
     @task
     def validate(extract_path: str) -> str:
         """Re-check the extract against its manifest and that it covers enough days to split."""
         from recsys.extract import verify_extract
 
-        verify_extract(Path(extract_path), _settings())
+        verify_extract(Path(extract_path), load_settings())
         return extract_path
 
     @task
@@ -77,14 +72,14 @@ def recsys_nightly():
         """Post text vectors, the time split and the sampled examples: a new models/<version>/."""
         from recsys import training
 
-        return str(training.prepare(_settings(), Path(extract_path)))
+        return str(training.prepare(load_settings(), Path(extract_path)))
 
     @task
     def train(version_dir: str, kind: str) -> str:
         """One CatBoost model of the version."""
         from recsys import training
 
-        training.train_model(Path(version_dir), kind, _settings())
+        training.train_model(Path(version_dir), kind, load_settings())
         return version_dir
 
     @task
@@ -92,7 +87,7 @@ def recsys_nightly():
         """Every model and baseline on the test days: evaluation.json, .png, .parquet."""
         from recsys import training
 
-        training.evaluate_version(Path(version_dir), _settings())
+        training.evaluate_version(Path(version_dir), load_settings())
         return version_dir
 
     @task(outlets=[MODELS], retries=0)
@@ -101,7 +96,7 @@ def recsys_nightly():
         from recsys import training
 
         try:
-            return training.gate_and_publish(Path(version_dir), _settings())
+            return training.gate_and_publish(Path(version_dir), load_settings())
         except training.QualityGateError as error:
             raise AirflowFailException(str(error)) from None
 
@@ -110,7 +105,7 @@ def recsys_nightly():
         """Users with group and shard, posts, liked pairs, models and history into a staging snapshot."""
         from recsys import precompute
 
-        return str(precompute.stage(_settings(), models_version))
+        return str(precompute.stage(load_settings(), models_version))
 
     @task
     def plan_shards(staging_dir: str) -> list[dict]:
@@ -131,14 +126,14 @@ def recsys_nightly():
         """Check every shard is there, write the manifest last, make the snapshot current."""
         from recsys import snapshot
 
-        return snapshot.publish(Path(staging_dir), _settings())
+        return snapshot.publish(Path(staging_dir), load_settings())
 
     @task
     def confirm_served(snapshot_id: str) -> str:
         """Wait until the API (RECSYS_API_URL) serves the new snapshot; without one, it notices by itself."""
         from recsys import snapshot
 
-        settings = _settings()
+        settings = load_settings()
         if not settings.api_url:
             log.info("RECSYS_API_URL is not set: a running API picks %s up within RECSYS_RELOAD_SECONDS=%s",
                      snapshot_id, settings.reload_seconds)  # fmt: skip

@@ -266,18 +266,19 @@ def _mean_diff(test: np.ndarray, control: np.ndarray, axis: int = -1) -> np.ndar
 def decide(srm: dict, metrics: dict, alpha: float) -> dict:
     """The verdict from the SRM check and the primary test, with every check in plain English."""
     primary = metrics["attributed_likes"]["welch"]
+    primary_outcome = _outcome(primary["p_value"], primary["diff"], alpha)
     if srm["alert"]:
         verdict = INVALID
     elif primary["undefined_reason"]:
         verdict = NO_DIFFERENCE
     else:
-        verdict = _direction_verdict(_outcome(primary["p_value"], primary["diff"], alpha))
+        verdict = _direction_verdict(primary_outcome)
     reasons = [
         _srm_sentence(srm),
         _primary_sentence(primary, alpha, verdict),
-        _mann_whitney_sentence(metrics["attributed_likes"]["mann_whitney"], primary, alpha),
+        _mann_whitney_sentence(metrics["attributed_likes"]["mann_whitney"], primary_outcome, alpha),
         _hit_rate_sentence(metrics["hit_rate"]["welch"], alpha),
-        _bootstrap_sentence(metrics["attributed_likes"]["bootstrap"], primary, alpha),
+        _bootstrap_sentence(metrics["attributed_likes"]["bootstrap"], primary_outcome),
     ]
     return {"verdict": verdict, "primary_test": PRIMARY_TEST, "reasons": reasons}
 
@@ -339,12 +340,10 @@ def _primary_sentence(welch_result: dict, alpha: float, verdict: str) -> str:
     )
 
 
-def _mann_whitney_sentence(mw: dict, primary: dict, alpha: float) -> str:
+def _mann_whitney_sentence(mw: dict, primary_outcome: str, alpha: float) -> str:
     if mw["undefined_reason"]:
         return f"Mann-Whitney U not computed: {mw['undefined_reason']}."
-    agreement = _agreement(
-        _outcome(primary["p_value"], primary["diff"], alpha), _outcome(mw["p_value"], mw["rank_biserial"], alpha)
-    )
+    agreement = _agreement(primary_outcome, _outcome(mw["p_value"], mw["rank_biserial"], alpha))
     return (
         f"Mann-Whitney U on attributed likes (secondary): U = {mw['statistic']:,.0f}, p = {mw['p_value']:.3g}, "
         f"rank-biserial r = {mw['rank_biserial']:+.4f} (a test user beats a control user with probability "
@@ -363,10 +362,10 @@ def _hit_rate_sentence(hit: dict, alpha: float) -> str:
     )
 
 
-def _bootstrap_sentence(boot: dict, primary: dict, alpha: float) -> str:
+def _bootstrap_sentence(boot: dict, primary_outcome: str) -> str:
     if boot["undefined_reason"]:
         return f"Bootstrap CI of the difference in mean attributed likes: {boot['undefined_reason']}."
-    agreement = _agreement(_outcome(primary["p_value"], primary["diff"], alpha), _ci_outcome(boot))
+    agreement = _agreement(primary_outcome, _ci_outcome(boot))
     return (
         f"Bootstrap {boot['confidence_level']:.0%} CI of the difference in mean attributed likes "
         f"({boot['resamples']:,} resamples): [{boot['ci_low']:+.4g}, {boot['ci_high']:+.4g}]; it {agreement}."

@@ -113,9 +113,14 @@ def _env_float(name: str, default: float, low: float | None = None, high: float 
     return value
 
 
+def data_dir_from_env() -> Path:
+    """RECSYS_DATA_DIR as an absolute path (default ./data): where every artifact lives."""
+    return Path(os.environ.get("RECSYS_DATA_DIR") or "data").expanduser().resolve()
+
+
 def load_settings() -> Settings:
     """Build the settings from the environment (defaults documented in the README)."""
-    data_dir = Path(os.environ.get("RECSYS_DATA_DIR") or "data").expanduser().resolve()
+    data_dir = data_dir_from_env()
     # The embedded default source lives beside the artifacts it feeds.
     source_url = os.environ.get("RECSYS_SOURCE_URL") or f"duckdb:///{data_dir / 'source.duckdb'}"
     orphan_rows = (os.environ.get("RECSYS_ORPHAN_ROWS") or "fail").lower()

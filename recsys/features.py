@@ -413,12 +413,8 @@ class ServingFeatures:
     """
 
     def __init__(self, history: dict[str, tuple[tuple[str, ...], pd.DataFrame]], posts: pd.DataFrame,
-                 post_vectors: np.ndarray, own_history: bool = True):  # fmt: skip
-        """posts: post_id, topic, cluster in the order of post_vectors' rows (the post index).
-
-        own_history=False leaves out the tables of single users (for users the history does not
-        know, such as fresh users: the same features, less memory and time).
-        """
+                 post_vectors: np.ndarray):  # fmt: skip
+        """posts: post_id, topic, cluster in the order of post_vectors' rows (the post index)."""
         self.posts = posts.reset_index(drop=True)
         self.topics = _as_category_strings(self.posts["topic"])
         self.post_vectors = post_vectors
@@ -433,8 +429,6 @@ class ServingFeatures:
         for keys, frame in history.values():
             user_key = next((k for k in keys if k in USER_KEYS), None)
             post_key = next((k for k in keys if k in POST_KEYS), None)
-            if user_key == "user_id" and not own_history:
-                frame = frame.iloc[:0]
             groups = None
             if user_key is not None:  # rows grouped by the user-side key: a block reads only its users' rows
                 codes, uniques = pd.factorize(frame[user_key])

@@ -126,10 +126,14 @@ def _write_state(store, space: str, as_of: dt.date, folder: Path) -> dict[str, l
 
 
 def load_serving(snapshot_dir: Path, space: str, own_history: bool = True) -> ServingFeatures:
-    """The serving features of a text space, from a (staging or published) snapshot (without the
-    tables of single users when own_history is False: for users the snapshot does not know)."""
+    """The serving features of a text space, from a (staging or published) snapshot.
+
+    own_history=False leaves the tables of single users empty, unread: for users the snapshot does
+    not know (fresh users) they hold nothing, and at full scale they are most of the state.
+    """
     plan = read_json(snapshot_dir / snapshot.PLAN)
     folder = snapshot_dir / "state" / space
+
     def read(table, keys):
         path = folder / f"{table}.parquet"
         if "user_id" in keys and not own_history:
@@ -139,8 +143,7 @@ def load_serving(snapshot_dir: Path, space: str, own_history: bool = True) -> Se
     history = {table: (tuple(keys), read(table, keys)) for table, keys in plan["history_keys"][space].items()}
     posts = pd.read_parquet(folder / "posts.parquet")
     vector_columns = [c for c in posts.columns if c.startswith("v") and c[1:].isdigit()]
-    return ServingFeatures(history, posts.drop(columns=vector_columns), posts[vector_columns].to_numpy(np.float32),
-                           own_history)  # fmt: skip
+    return ServingFeatures(history, posts.drop(columns=vector_columns), posts[vector_columns].to_numpy(np.float32))
 
 
 def cohort_candidates(serving: ServingFeatures, users: pd.DataFrame, count: int) -> np.ndarray:

@@ -53,12 +53,19 @@ def _remove_version(settings, version_dir: Path, reason: str) -> None:
     log.info("removed models %s: %s", version_dir.name, reason)
 
 
+def _feature_store(settings, extract_path: Path, post_ids, vectors, text_clusters: int) -> FeatureStore:
+    """The extract's feature store, its DuckDB bounded by RECSYS_DUCKDB_MEMORY_LIMIT (spilling to tmp/)."""
+    return FeatureStore(extract_path, post_ids, vectors, text_clusters, settings.duckdb_memory_limit,
+                        settings.data_dir / "tmp" / "duckdb")  # fmt: skip
+
+
 def prepare(settings, extract_path: Path) -> Path:
     started = time.perf_counter()
     # A rerun for the same date replaces its earlier attempts rather than adding to them; the
     # published version stays until the new one passes the gate (gate_and_publish removes it then).
+    published = current_version(settings)
     for earlier in _attempts_of(settings, extract_path.name):
-        if earlier.name != current_version(settings):
+        if earlier.name != published:
             _remove_version(settings, earlier, f"an earlier attempt for the extract of {extract_path.name}")
     version = f"{extract_path.name}-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}"
     version_dir = settings.models_dir / version
@@ -72,8 +79,7 @@ def prepare(settings, extract_path: Path) -> Path:
             table[f"{variant}_{j}"] = matrix[:, j]
     table.to_parquet(version_dir / "post_vectors.parquet", index=False)
 
-    store = FeatureStore(extract_path, posts["post_id"].to_numpy(), vectors, settings.text_clusters,
-                         settings.duckdb_memory_limit, settings.data_dir / "tmp" / "duckdb")  # fmt: skip
+    store = _feature_store(settings, extract_path, posts["post_id"].to_numpy(), vectors, settings.text_clusters)
     split = time_split(*store.days(), settings.valid_days, settings.test_days)
     train = sample_views(store, *split.train, settings.train_rows, settings.seed)
     valid = sample_views(store, *split.valid, max(1_000, settings.train_rows // 4), settings.seed)
@@ -103,8 +109,8 @@ def load_version(version_dir: Path, settings) -> tuple[FeatureStore, Split]:
         variant: table[[f"{variant}_{j}" for j in range(dims)]].to_numpy(np.float32)
         for variant, dims in manifest["text_dimensions"].items()
     }
-    store = FeatureStore(Path(manifest["extract"]), table["post_id"].to_numpy(), vectors, manifest["text_clusters"],
-                         settings.duckdb_memory_limit, settings.data_dir / "tmp" / "duckdb")  # fmt: skip
+    store = _feature_store(settings, Path(manifest["extract"]), table["post_id"].to_numpy(), vectors,
+                           manifest["text_clusters"])  # fmt: skip
     return store, load_version_split(version_dir)
 
 
