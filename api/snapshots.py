@@ -40,8 +40,7 @@ class LoadedSnapshot:
     post_ids: np.ndarray  # row -> post_id
     loaded_at: float
     folder: Path
-    _fresh_scorers: dict = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    fresh_scorers: dict = field(default_factory=dict)  # group -> FreshScorer
 
     @property
     def buckets(self) -> int:
@@ -65,14 +64,9 @@ class LoadedSnapshot:
         return self.post_rows[min(start, end) : min(end, start + limit)], self.user_groups[row]
 
     def score_fresh(self, user: dict, when: pd.Timestamp, limit: int, offset: int = 0) -> np.ndarray:
-        """Rank every post for a user the snapshot does not know, with their group's model."""
-        model, kind, serving = self._fresh_scorer(self.group_of(user["user_id"]))
-        n_posts = len(serving.posts)
-        users = with_cohorts(pd.DataFrame([user]))
-        frame = serving.features(users, np.arange(n_posts)[None, :], when)
-        scores = models.predict(model, kind, frame)
-        best = np.argsort(-scores, kind="stable")[offset : offset + limit]
-        rows = self.post_index.get_indexer(serving.posts["post_id"].to_numpy()[best])
+        """Rank posts for a user the snapshot does not know (a user_data row with its cohort)."""
+        post_ids = self.fresh_scorers[self.group_of(user["user_id"])].rank(user, when)[offset : offset + limit]
+        rows = self.post_index.get_indexer(post_ids)
         return rows[rows >= 0]
 
     def render(self, group: str, rows: np.ndarray) -> bytes:
@@ -85,16 +79,30 @@ class LoadedSnapshot:
             + b"]}"
         )
 
-    def _fresh_scorer(self, group: str):
-        with self._lock:  # loaded on first use: most processes never meet a fresh user of both groups
-            if group not in self._fresh_scorers:
-                kind = self.manifest["group_models"][group]
-                self._fresh_scorers[group] = (
-                    models.load(self.folder / "models" / f"{kind}.cbm"),
-                    kind,
-                    precompute.load_serving(self.folder, models.TEXT_SPACE[kind], own_history=False),
-                )
-            return self._fresh_scorers[group]
+
+class FreshScorer:
+    """Ranks posts for users who signed up after the snapshot, as precompute ranks everyone else: the
+    group's model over the same serving features (no history of their own) and the same cohort
+    candidates. Built when a snapshot loads, so no request waits for a model to load."""
+
+    def __init__(self, folder: Path, kind: str, candidates: int, cohorts: pd.DataFrame):
+        """cohorts: one user row per cohort the snapshot knows, whose candidates are listed now."""
+        self.model, self.kind, self.candidates = models.load(folder / "models" / f"{kind}.cbm"), kind, candidates
+        self.serving = precompute.load_serving(folder, models.TEXT_SPACE[kind], own_history=False)
+        self.post_ids = self.serving.posts["post_id"].to_numpy()
+        self._by_cohort = dict(zip(cohorts["cohort"], self._candidates_of(cohorts), strict=True))
+
+    def _candidates_of(self, users: pd.DataFrame) -> np.ndarray:
+        return precompute.cohort_candidates(self.serving, users, self.candidates)
+
+    def rank(self, user: dict, when: pd.Timestamp) -> np.ndarray:
+        """Post ids, best first, of the user's candidates (a cohort not seen at load: listed now)."""
+        users = pd.DataFrame([user])
+        candidates = self._by_cohort.get(user["cohort"])
+        if candidates is None:
+            candidates = self._by_cohort.setdefault(user["cohort"], self._candidates_of(users)[0])
+        scores = models.predict(self.model, self.kind, self.serving.features(users, candidates[None, :], when))
+        return self.post_ids[candidates[np.argsort(-scores, kind="stable")]]
 
 
 def load_snapshot(folder: Path) -> LoadedSnapshot:
@@ -116,7 +124,12 @@ def load_snapshot(folder: Path) -> LoadedSnapshot:
     ranked = con.execute(f"""
         SELECT user_id, bucket, post_id FROM read_parquet('{folder / "recommendations" / "*.parquet"}')
         ORDER BY user_id, bucket, rank""").fetchnumpy()
+    cohorts = con.execute(
+        f"SELECT DISTINCT ON (cohort) * FROM read_parquet('{folder / 'users.parquet'}') ORDER BY cohort, user_id"
+    ).df()
     con.close()
+    by_kind = {kind: FreshScorer(folder, kind, manifest["candidates"], cohorts)
+               for kind in set(manifest["group_models"].values())}  # fmt: skip
     user_rows = np.searchsorted(user_ids, ranked["user_id"])
     keys = user_rows * buckets + ranked["bucket"].astype(np.int64)
     offsets = np.searchsorted(keys, np.arange(len(user_ids) * buckets + 1)).astype(np.int64)
@@ -126,6 +139,7 @@ def load_snapshot(folder: Path) -> LoadedSnapshot:
                             user_groups=[str(g) for g in users["group"]], offsets=offsets,
                             post_rows=post_rows, post_json=post_json, post_index=post_index,
                             post_ids=post_index.to_numpy(),
+                            fresh_scorers={group: by_kind[kind] for group, kind in manifest["group_models"].items()},
                             loaded_at=time.time(), folder=folder)  # fmt: skip
     log.info("loaded snapshot %s: %s users, %s recommendations, %s posts in %.2f s", folder.name,
              f"{len(user_ids):,}", f"{len(post_rows):,}", f"{len(post_json):,}",
@@ -144,9 +158,10 @@ class SnapshotWatcher:
     def __init__(self, settings):
         self.settings = settings
         self.current: LoadedSnapshot | None = None
-        self.fresh_users: dict[int, dict] = {}  # user_data rows of users the snapshot does not know
+        self.fresh_users: dict[int, dict] = {}  # user_data rows, with cohort, of users the snapshot does not know
         self.last_error: str | None = None
         self.source_error: str | None = None
+        self._source_summary = None  # (snapshot id, source ids summary) of the last refresh
         self._refused: set[str] = set()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -173,18 +188,27 @@ class SnapshotWatcher:
             log.error("%s; still serving %s", self.last_error, serving)
 
     def refresh_fresh_users(self) -> None:
-        """Read the users the source has and the snapshot does not (only new ones row by row)."""
+        """Read the users the source has and the snapshot does not (only new ones row by row).
+
+        It runs beside requests on the same cores, so it stays cheap: a one-row summary of the ids
+        first, and the full id list only when that changed (or the snapshot did)."""
         current = self.current
         if current is None:
             return
         try:
             source = open_source(self.settings.source_url)
-            fresh_ids = np.setdiff1d(source.user_ids(), current.user_ids)
+            summary = (current.id, source.user_ids_summary())
+            if summary == self._source_summary:
+                return
+            ids = source.user_ids()
+            fresh_ids = ids[~np.isin(ids, current.user_ids)].tolist()
             known = self.fresh_users
-            missing = [u for u in fresh_ids.tolist() if u not in known]
-            found = {row["user_id"]: row for row in source.find_users(missing)}
-            self.fresh_users = {u: known.get(u) or found[u] for u in fresh_ids.tolist() if u in known or u in found}
-            self.source_error = None
+            rows = source.find_users([u for u in fresh_ids if u not in known])
+            # Each with its cohort now, so that a request does not compute it.
+            cohorts = with_cohorts(pd.DataFrame(rows))["cohort"] if rows else []
+            found = {row["user_id"]: {**row, "cohort": cohort} for row, cohort in zip(rows, cohorts, strict=True)}
+            self.fresh_users = {u: known.get(u) or found[u] for u in fresh_ids if u in known or u in found}
+            self._source_summary, self.source_error = summary, None
         except (SourceError, duckdb.Error) as error:  # e.g. a DuckDB source locked by a writer for a moment
             self.source_error = f"fresh users not refreshed: {error}"
             log.warning("%s; keeping %d known fresh users", self.source_error, len(self.fresh_users))

@@ -152,6 +152,11 @@ class Source:
         """Every user_id in user_data."""
         return np.array([row[0] for row in self._fetchall("SELECT user_id FROM user_data")], dtype=np.int64)
 
+    def user_ids_summary(self) -> tuple[int, int, int]:
+        """(count, sum, max) of user_data's ids: one row to read, and it changes when users are added."""
+        count, total, top = self._fetchall("SELECT count(*), sum(user_id), max(user_id) FROM user_data")[0]
+        return int(count), int(total or 0), int(top or 0)
+
     def find_users(self, user_ids) -> list[dict]:
         """The user_data rows of the given users (those that exist)."""
         if len(user_ids) == 0:

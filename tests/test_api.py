@@ -1,6 +1,7 @@
 """The lookup API against a tiny snapshot: contract, groups, bad input, fresh users, swaps, exposures."""
 
 import contextlib
+import datetime as dt
 import shutil
 import socket
 import threading
@@ -15,6 +16,7 @@ import uvicorn
 from starlette.testclient import TestClient
 
 from api.app import create_app
+from api.snapshots import FreshScorer
 from recsys import ab, precompute, snapshot
 
 
@@ -145,6 +147,52 @@ def test_fresh_user_is_scored_on_the_fly(served_copy, monkeypatch, tmp_path):
     with TestClient(app) as client:
         page = client.get("/post/recommendations/", params={**params, "limit": 4, "offset": 4}).json()
     assert [p["id"] for p in page["recommendations"]] == [p["id"] for p in body["recommendations"]][4:]
+
+
+def test_fresh_users_are_reread_only_when_the_source_changed(served_copy, monkeypatch, tmp_path):
+    """The watcher runs beside requests: while user_data is unchanged it reads one summary row."""
+    from recsys.config import load_settings
+    from recsys.sources import DuckDBSource
+
+    source = tmp_path / "source.duckdb"
+    shutil.copy(served_copy.source_url.removeprefix("duckdb:///"), source)
+    monkeypatch.setenv("RECSYS_SOURCE_URL", f"duckdb:///{source}")
+    app = create_app(load_settings())
+    with TestClient(app):
+        watcher = app.state.watcher
+        reads = []
+        read_ids = DuckDBSource.user_ids
+        monkeypatch.setattr(DuckDBSource, "user_ids", lambda self: reads.append(1) or read_ids(self))
+        watcher.refresh_fresh_users()
+        assert reads == [] and watcher.fresh_users == {}
+        with duckdb.connect(str(source)) as con:
+            con.execute("INSERT INTO user_data SELECT 999999999, gender, age, country, city, exp_group, os, source "
+                        "FROM user_data ORDER BY user_id LIMIT 1")  # fmt: skip
+        watcher.refresh_fresh_users()
+        assert reads == [1] and list(watcher.fresh_users) == [999999999]
+        assert watcher.fresh_users[999999999]["cohort"]  # computed here, not per request
+
+
+def test_fresh_user_is_ranked_as_precompute_ranks_a_user_without_history(served_copy):
+    """Same model, features and cohort candidates as the nightly ranking (a candidate stage of 40
+    posts, so that it is exercised), and candidates ready from the moment the snapshot loads."""
+    folder = snapshot.current_dir(served_copy)
+    users = users_of(served_copy)
+    manifest = snapshot.verify(folder)
+    kind = manifest["group_models"]["test"]
+    cohorts = users.sort_values("user_id").drop_duplicates("cohort")
+    scorer = FreshScorer(folder, kind, 40, cohorts)
+    newcomer = users.iloc[[7]].drop(columns=["group", "shard"])
+    assert newcomer["cohort"].iloc[0] in scorer._by_cohort
+    as_of = dt.date.fromisoformat(manifest["as_of"])
+    no_likes = pd.DataFrame({"user_id": [], "post_id": []})
+    expected = precompute.rank_users(scorer.model, kind, scorer.serving, newcomer, no_likes, as_of, top_k=40,
+                                     buckets=1, candidates=40)  # fmt: skip
+    when = pd.Timestamp(as_of) + pd.Timedelta(hours=precompute.bucket_hours(1)[0])
+    ranked = scorer.rank(newcomer.iloc[0].to_dict(), when)
+    assert len(ranked) == 40 and ranked.tolist() == expected["post_id"].tolist()
+    unseen = {**newcomer.iloc[0].to_dict(), "cohort": "a cohort the snapshot does not know"}
+    assert len(scorer.rank(unseen, when)) == 40 and unseen["cohort"] in scorer._by_cohort
 
 
 def test_health_ready_and_openapi(client, served_copy):
