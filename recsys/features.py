@@ -407,9 +407,9 @@ class ServingFeatures:
     For scoring many users against many posts (precompute) and a fresh user within a request. It
     gives what ``FeatureStore.features(..., as_of_day)`` gives for the same examples (a test holds
     them equal): the tables are ``FeatureStore.history_as_of``, and the same ``assemble`` builds the
-    columns. Values are looked up once per user and once per post and then broadcast; pair tables
-    (user x topic, cohort x post, ...) become small dense matrices; taste similarities are one
-    matrix product per block.
+    columns. Each table is indexed once, here, so that a call only gathers: values are looked up
+    once per user and once per post and then broadcast; pair tables (user x topic, cohort x post,
+    ...) become small dense matrices; taste similarities are one matrix product per block.
     """
 
     def __init__(self, history: dict[str, tuple[tuple[str, ...], pd.DataFrame]], posts: pd.DataFrame,
@@ -420,23 +420,7 @@ class ServingFeatures:
         self.post_vectors = post_vectors
         self.unit = _normalized(post_vectors).astype(float)
         self.dims = post_vectors.shape[1]
-        # Post-side key values: an index of the distinct values, and each post's code in it.
-        self.post_keys = {}
-        for key in POST_KEYS:
-            codes, uniques = pd.factorize(self.posts[key], use_na_sentinel=True)
-            self.post_keys[key] = (pd.Index(uniques), codes)
-        self.tables = []  # (user-side key or None, post-side key or None, frame, groups of the user-side key)
-        for keys, frame in history.values():
-            user_key = next((k for k in keys if k in USER_KEYS), None)
-            post_key = next((k for k in keys if k in POST_KEYS), None)
-            groups = None
-            if user_key is not None:  # rows grouped by the user-side key: a block reads only its users' rows
-                codes, uniques = pd.factorize(frame[user_key])
-                order = np.argsort(codes, kind="stable")
-                frame, codes = frame.iloc[order].reset_index(drop=True), codes[order]
-                bounds = np.searchsorted(codes, np.arange(len(uniques) + 1))
-                groups = (pd.Index(uniques), bounds)
-            self.tables.append((user_key, post_key, frame, groups))
+        self.tables = [_ServingTable(keys, frame, self.posts) for keys, frame in history.values()]
 
     def features(self, users: pd.DataFrame, candidates: np.ndarray, timestamp) -> pd.DataFrame:
         """Features of each user (a row of attributes with cohort) x each of their candidate posts.
@@ -455,39 +439,24 @@ class ServingFeatures:
         t["hour"], t["month"] = np.full(flat.size, when.hour), np.full(flat.size, when.month)
         t["day_of_week"] = np.full(flat.size, (when.day_of_week + 1) % 7)  # DuckDB's dayofweek: Sunday is 0
         user_values = {}
-        for user_key, post_key, frame, groups in self.tables:
-            if groups is not None:
-                frame = _rows_of(frame, groups, users[user_key])
-            columns = frame.columns.drop([k for k in (user_key, post_key) if k])
-            if user_key is None and post_key is None:  # the global row
-                for column in columns:
-                    t[column] = np.full(flat.size, frame[column].iloc[0] if len(frame) else np.nan, dtype=float)
-            elif post_key is None:
-                rows = pd.Index(frame[user_key]).get_indexer(users[user_key])
-                for column in columns:
-                    user_values[column] = _gather(frame[column], rows)
+        for table in self.tables:
+            if table.user_key is None and table.post_key is None:  # the global row
+                for column, values in table.values.items():
+                    t[column] = np.full(flat.size, values[0] if len(values) else np.nan)
+                continue
+            user_codes = None if table.user_key is None else table.user_codes(users[table.user_key].to_numpy())
+            if table.post_key is None:
+                rows = table.first_row[user_codes]
+                for column, values in table.values.items():
+                    user_values[column] = _gather(values, rows)
                     t[column] = np.repeat(user_values[column], per_user)
-            elif user_key is None:
-                index, codes = self.post_keys[post_key]
-                by_value = np.full(len(index) + 1, -1)  # the last slot: posts whose key is missing
-                found = index.get_indexer(frame[post_key])
-                by_value[found[found >= 0]] = np.flatnonzero(found >= 0)
-                rows = by_value[np.where(codes >= 0, codes, len(index))][flat]
-                for column in columns:
-                    t[column] = _gather(frame[column], rows)
+                continue
+            if table.user_key is None:
+                rows = table.post_rows[flat]
             else:
-                user_index = pd.Index(pd.unique(users[user_key]))
-                post_index, post_codes = self.post_keys[post_key]
-                # A dense (user-side values + 1) x (post-side values + 1) matrix of frame rows; the
-                # last row and column stand for values the history does not know.
-                placed = np.full((len(user_index) + 1, len(post_index) + 1), -1)
-                at_user, at_post = user_index.get_indexer(frame[user_key]), post_index.get_indexer(frame[post_key])
-                found = (at_user >= 0) & (at_post >= 0)
-                placed[at_user[found], at_post[found]] = np.flatnonzero(found)
-                user_rows = user_index.get_indexer(users[user_key])
-                rows = placed[user_rows[:, None], post_codes[candidates]].ravel()  # -1 selects the last slot
-                for column in columns:
-                    t[column] = _gather(frame[column], rows)
+                rows = table.pair_rows(user_codes, candidates)
+            for column, values in table.values.items():
+                t[column] = _gather(values, rows)
 
         similarities = {}
         for name, (direction, valid) in taste_directions(
@@ -498,22 +467,57 @@ class ServingFeatures:
         return assemble(t, self.post_vectors, similarities)
 
 
-def _rows_of(frame: pd.DataFrame, groups, wanted: pd.Series) -> pd.DataFrame:
-    """The rows of frame whose user-side key is one of the wanted values."""
-    uniques, bounds = groups
-    found = uniques.get_indexer(pd.unique(wanted))
-    found = found[found >= 0]
-    if len(found) == 0:
-        return frame.iloc[:0]
-    starts, ends = bounds[found], bounds[found + 1]
-    lengths = ends - starts
-    rows = np.repeat(starts - np.concatenate([[0], np.cumsum(lengths)[:-1]]), lengths) + np.arange(lengths.sum())
-    return frame.iloc[rows]
+class _ServingTable:
+    """One history table, indexed for ServingFeatures: its value columns as float arrays, rows grouped
+    by the user-side key (if any), and each row's post (or post group) as a post index lookup."""
+
+    def __init__(self, keys: tuple[str, ...], frame: pd.DataFrame, posts: pd.DataFrame):
+        self.user_key = next((k for k in keys if k in USER_KEYS), None)
+        self.post_key = next((k for k in keys if k in POST_KEYS), None)
+        if self.user_key is not None:  # rows sorted by the user-side key: a user's rows are one slice
+            codes, uniques = pd.factorize(frame[self.user_key])
+            order = np.argsort(codes, kind="stable")
+            frame, codes = frame.iloc[order].reset_index(drop=True), codes[order]
+            self.user_index = pd.Index(uniques)
+            self.bounds = np.searchsorted(codes, np.arange(len(uniques) + 1))
+            # The last slot stands for a value the history does not know: no rows.
+            self.first_row = np.append(np.where(self.bounds[:-1] < self.bounds[1:], self.bounds[:-1], -1), -1)
+        self.values = {column: frame[column].to_numpy(dtype=float)
+                       for column in frame.columns if column not in (self.user_key, self.post_key)}  # fmt: skip
+        if self.post_key is not None:
+            # For each post, the rows' matching: which value of the post-side key it has...
+            post_codes, post_uniques = pd.factorize(posts[self.post_key], use_na_sentinel=True)
+            post_codes = np.where(post_codes >= 0, post_codes, len(post_uniques))  # missing: the last slot
+            # ...and for each row, the code of its post-side value (-1: no post has it).
+            self.row_post_codes = pd.Index(post_uniques).get_indexer(frame[self.post_key])
+            self.post_codes = post_codes
+            self.n_values = len(post_uniques) + 1
+            if self.user_key is None:
+                by_value = np.full(self.n_values, -1)
+                found = self.row_post_codes >= 0
+                by_value[self.row_post_codes[found]] = np.flatnonzero(found)
+                self.post_rows = by_value[post_codes]
+
+    def user_codes(self, values: np.ndarray) -> np.ndarray:
+        """Position of each user-side value in the table's index; unknown values get the last slot."""
+        codes = self.user_index.get_indexer(values)
+        return np.where(codes >= 0, codes, len(self.user_index))
+
+    def pair_rows(self, user_codes: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+        """Table row of each (user, candidate post) of a pair table, user-major; -1 where the history
+        has none. A dense (distinct user-side values x post-side values) matrix first."""
+        distinct, inverse = np.unique(user_codes, return_inverse=True)
+        placed = np.full((len(distinct), self.n_values), -1)
+        for i, code in enumerate(distinct):
+            if code < len(self.user_index):
+                rows = np.arange(self.bounds[code], self.bounds[code + 1])
+                known = self.row_post_codes[rows] >= 0
+                placed[i, self.row_post_codes[rows[known]]] = rows[known]
+        return placed[inverse[:, None], self.post_codes[candidates]].ravel()
 
 
-def _gather(column: pd.Series, rows: np.ndarray) -> np.ndarray:
-    """column[rows] as floats, NaN where rows is -1 (no history)."""
-    values = column.to_numpy(dtype=float)
+def _gather(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """values[rows], NaN where rows is -1 (no history)."""
     return np.where(rows >= 0, values[np.maximum(rows, 0)], np.nan) if len(values) else np.full(len(rows), np.nan)
 
 
