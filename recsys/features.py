@@ -13,11 +13,14 @@ Features of an example (user u, post i, time t, as-of day d):
   and smoothed like-rate on i's topic; i's views and smoothed like-rate; the cosine similarity of
   i to the posts u liked, and to u's taste direction (mean of liked minus mean of viewed posts),
   both in the model's own text space; the same taste direction of u's cohort (age band and
-  gender) and of u's city; i's like-rate among users of u's cohort and the like-rate of i's topic
-  among users of u's city;
+  gender) and of u's city; i's like-rate among users of u's cohort; the like-rate of i's topic
+  among users of u's city, and its lift over the city's overall rate times the topic's;
 - text clusters (k-means in the model's text space, so finer than topics): the like-rate of i's
-  cluster for u, for u's cohort and for u's city. Taste that depends on age or city shows here
-  before any single post has enough views to show it.
+  cluster for everyone, and for u, u's cohort and u's city, each also as a lift over what the level
+  above predicts (the city's: over its rate on i's topic). Taste that depends on age or city shows
+  here before any single post has enough views to show it.
+
+Rates are smoothed: pulled toward the level above until a number of views (constants below) speak.
 """
 
 from __future__ import annotations
@@ -40,15 +43,20 @@ CATEGORICAL = (*USER_CATEGORICAL, "topic")
 HISTORY = (
     "user_views", "user_likes", "user_like_rate", "user_active_days",
     "user_topic_views", "user_topic_like_rate",
-    "post_views", "post_like_rate", "cohort_post_like_rate", "city_topic_like_rate",
+    "post_views", "post_like_rate", "cohort_post_like_rate", "city_topic_like_rate", "city_topic_lift",
 )  # fmt: skip
 # Taste in text space is learned for the user and for the groups a user belongs to.
 PROFILE_GROUPS = ("user_id", "cohort", "city")
 SIMILARITY = ("sim_liked", "sim_taste", "cohort_sim_taste", "city_sim_taste")
-# Like-rates per text cluster, for the user and for the groups a user belongs to.
+# Like-rates per text cluster: everyone's, and for the user and the groups a user belongs to, each
+# also as a lift over what the group's overall rate and the cluster's rate predict together.
 CLUSTER_GROUPS = ("user_id", "cohort", "city")
-CLUSTER = tuple(f"{group.removesuffix('_id')}_cluster_like_rate" for group in CLUSTER_GROUPS)
-CLUSTER_PRIOR_VIEWS = 20
+CLUSTER = (
+    "cluster_like_rate",
+    *(f"{group.removesuffix('_id')}_cluster_{kind}" for group in CLUSTER_GROUPS for kind in ("like_rate", "lift")),
+    "group_taste_logit",
+)
+CLUSTER_PRIOR_VIEWS = 100
 # A user's cohort: age band and gender (the bands are generic, not fitted to any data set).
 COHORT_SQL = (
     "concat(CASE WHEN age < 18 THEN 'a<18' WHEN age < 25 THEN 'a18-24' WHEN age < 35 THEN 'a25-34' "
@@ -59,6 +67,7 @@ COHORT_PRIOR_VIEWS, CITY_TOPIC_PRIOR_VIEWS = 30, 50
 # cohort and city tables hold what users like this one liked: the demographic side of taste.
 HISTORY_TABLES = {
     "global_days": ("global", (), "views"),
+    "topic_days": ("topic", ("topic",), "views JOIN posts USING (post_id)"),
     "user_days": ("user", ("user_id",), "views"),
     "user_topic_days": ("user_topic", ("user_id", "topic"), "views JOIN posts USING (post_id)"),
     "post_days": ("post", ("post_id",), "views"),
@@ -176,12 +185,17 @@ class FeatureStore:
 
         # Clustered in post_id order, so that the clusters do not depend on the order of the input.
         order = np.argsort(self.post_ids, kind="stable")
-        unit_vectors = _normalized(self.post_vectors[variant])[order]
+        unit_vectors = _normalized(self.post_vectors[variant][order])
         clusters = min(self.text_clusters, len(np.unique(unit_vectors, axis=0)))
         labels = KMeans(n_clusters=clusters, n_init=4, random_state=0).fit_predict(unit_vectors)
         self.con.register("clusters_frame", pd.DataFrame({"post_id": self.post_ids[order], "cluster": labels}))
         self.con.execute(f"CREATE TABLE clusters_{variant} AS SELECT * FROM clusters_frame")
         self.con.unregister("clusters_frame")
+        window = "OVER (PARTITION BY cluster ORDER BY day)"
+        self.con.execute(f"""
+            CREATE TABLE cluster_{variant}_all AS
+            SELECT cluster, day, sum(count(*)) {window} AS views, sum(sum(target)) {window} AS likes
+            FROM views JOIN clusters_{variant} USING (post_id) GROUP BY cluster, day""")
         for group in CLUSTER_GROUPS:
             window = f"OVER (PARTITION BY {group}, cluster ORDER BY day)"
             self.con.execute(f"""
@@ -219,6 +233,7 @@ class FeatureStore:
         joins = [(table, prefix, keys, ("views", "likes", "active_days"))
                  for table, (prefix, keys, _) in HISTORY_TABLES.items()]  # fmt: skip
         joins += [(f"profile_{variant}_{group}", group, (group,), sums) for group in PROFILE_GROUPS]
+        joins.append((f"cluster_{variant}_all", "cluster", ("cluster",), ("views", "likes")))
         joins += [(f"cluster_{variant}_{group}", f"{group}_cluster", (group, "cluster"), ("views", "likes"))
                   for group in CLUSTER_GROUPS]  # fmt: skip
         return joins
@@ -313,30 +328,43 @@ def assemble(t: dict, post_vectors: np.ndarray, similarities: dict | None = None
     global_rate = np.where(filled("global_views") > 0, global_rate, np.nan)
     user_views, user_likes = filled("user_views"), filled("user_likes")
     out["user_views"], out["user_likes"] = user_views, user_likes
-    out["user_like_rate"] = (user_likes + USER_PRIOR_VIEWS * global_rate) / (user_views + USER_PRIOR_VIEWS)
+    out["user_like_rate"] = _smoothed(user_likes, user_views, global_rate, USER_PRIOR_VIEWS)
     out["user_active_days"] = filled("user_active_days")
     topic_views = filled("user_topic_views")
     out["user_topic_views"] = topic_views
-    out["user_topic_like_rate"] = (filled("user_topic_likes") + TOPIC_PRIOR_VIEWS * out["user_like_rate"]) / (
-        topic_views + TOPIC_PRIOR_VIEWS
-    )
+    out["user_topic_like_rate"] = _smoothed(filled("user_topic_likes"), topic_views, out["user_like_rate"],
+                                            TOPIC_PRIOR_VIEWS)  # fmt: skip
     post_views = filled("post_views")
     out["post_views"] = post_views
-    post_likes = filled("post_likes")
-    out["post_like_rate"] = (post_likes + POST_PRIOR_VIEWS * global_rate) / (post_views + POST_PRIOR_VIEWS)
-    out["cohort_post_like_rate"] = (filled("cohort_post_likes") + COHORT_PRIOR_VIEWS * out["post_like_rate"]) / (
-        filled("cohort_post_views") + COHORT_PRIOR_VIEWS
-    )
-    out["city_topic_like_rate"] = (filled("city_topic_likes") + CITY_TOPIC_PRIOR_VIEWS * global_rate) / (
-        filled("city_topic_views") + CITY_TOPIC_PRIOR_VIEWS
-    )
+    out["post_like_rate"] = _smoothed(filled("post_likes"), post_views, global_rate, POST_PRIOR_VIEWS)
+    out["cohort_post_like_rate"] = _smoothed(filled("cohort_post_likes"), filled("cohort_post_views"),
+                                             out["post_like_rate"], COHORT_PRIOR_VIEWS)  # fmt: skip
 
-    for group, name in zip(CLUSTER_GROUPS, CLUSTER, strict=True):
-        # A user's own rate is pulled toward their overall like-rate, a group's toward everyone's.
-        prior = out["user_like_rate"] if group == "user_id" else global_rate
-        out[name] = (filled(f"{group}_cluster_likes") + CLUSTER_PRIOR_VIEWS * prior) / (
-            filled(f"{group}_cluster_views") + CLUSTER_PRIOR_VIEWS
-        )
+    # Rates of a group on a part of the posts are pulled toward what the group's rate one level up
+    # and the part's rate for everyone predict together (e.g. a city on a topic: the city's overall
+    # rate times the topic's lift); the lift is how far the group's own views move it from there.
+    def group_rate(group):
+        return _smoothed(filled(f"{group}_liked_n"), filled(f"{group}_viewed_n"), global_rate, USER_PRIOR_VIEWS)
+
+    topic_rate = _smoothed(filled("topic_likes"), filled("topic_views"), global_rate, TOPIC_PRIOR_VIEWS)
+    cluster_rate = _smoothed(filled("cluster_likes"), filled("cluster_views"), global_rate, TOPIC_PRIOR_VIEWS)
+    expected = group_rate("city") * topic_rate / global_rate
+    city_topic = _smoothed(filled("city_topic_likes"), filled("city_topic_views"), expected, CITY_TOPIC_PRIOR_VIEWS)
+    out["city_topic_like_rate"], out["city_topic_lift"] = city_topic, city_topic / expected
+    out["cluster_like_rate"] = cluster_rate
+    for group in CLUSTER_GROUPS:
+        above = city_topic / topic_rate if group == "city" else group_rate(group) / global_rate
+        expected = above * cluster_rate
+        rate = _smoothed(filled(f"{group}_cluster_likes"), filled(f"{group}_cluster_views"), expected,
+                         CLUSTER_PRIOR_VIEWS)  # fmt: skip
+        name = group.removesuffix("_id")
+        out[f"{name}_cluster_like_rate"], out[f"{name}_cluster_lift"] = rate, rate / expected
+    # The lifts added up on the log-odds scale, from the post's rate: one feature that already
+    # weighs every level as much as its views allow (trees would need many splits to add them).
+    out["group_taste_logit"] = (
+        np.log(out["post_like_rate"] / (1 - out["post_like_rate"]))
+        + np.log(out["cohort_cluster_lift"]) + np.log(out["city_topic_lift"]) + np.log(out["city_cluster_lift"])
+    )  # fmt: skip
 
     post_index = numeric("post_index")
     known_post = ~np.isnan(post_index)
@@ -357,6 +385,11 @@ def assemble(t: dict, post_vectors: np.ndarray, similarities: dict | None = None
     for name in (*SIMILARITY, *CLUSTER):
         out[name] = np.where(known_post, out[name], np.nan)
     return pd.DataFrame(out)
+
+
+def _smoothed(likes, views, prior, pseudo_views):
+    """A like-rate pulled toward prior as if pseudo_views more views had that rate."""
+    return (likes + pseudo_views * prior) / (views + pseudo_views)
 
 
 def taste_directions(filled, dims: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:

@@ -131,3 +131,8 @@ def test_a_user_unknown_to_the_history_gets_group_features(tiny_extract, vectors
     frame = serving.features(fresh, np.arange(len(posts))[None, :], pd.Timestamp("2021-10-15 09:00"))
     assert (frame["user_views"] == 0).all() and frame["sim_liked"].isna().all()
     assert frame["cohort_sim_taste"].notna().all() and frame["post_like_rate"].nunique() > 1
+    # With no views of their own, a user's rate on a cluster is what the levels above predict: the
+    # cluster's rate for everyone (their own overall rate is everyone's).
+    assert np.allclose(frame["user_cluster_lift"], 1.0)
+    assert np.allclose(frame["user_cluster_like_rate"], frame["cluster_like_rate"])
+    assert frame["city_cluster_lift"].nunique() > 1 and frame["group_taste_logit"].notna().all()
