@@ -1,0 +1,70 @@
+"""Benchmark: the open loop of bench/serve_full.py against the bare Starlette endpoint and the lookup
+API, side by side and alternating, so that the host's share of the tail is seen next to the API's.
+
+    python bench/open_loop.py --data /tmp/full/train --source duckdb:////tmp/full/source-bench.duckdb \\
+        --rounds 2 --seconds 60
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import uvloop
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from serve_full import PORTS, REPO, open_loop, start, wait_ready  # noqa: E402
+
+from recsys import snapshot  # noqa: E402
+from recsys.config import load_settings  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--source", required=True)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--seconds", type=int, default=60)
+    parser.add_argument("--rate", type=float, default=1000)
+    args = parser.parse_args()
+    env = {**os.environ, "RECSYS_DATA_DIR": str(args.data), "RECSYS_SOURCE_URL": args.source,
+           "PYTHONPATH": str(REPO), "RECSYS_LOG_LEVEL": "WARNING"}  # fmt: skip
+    os.environ.update({k: env[k] for k in ("RECSYS_DATA_DIR", "RECSYS_SOURCE_URL")})
+    users = pd.read_parquet(snapshot.current_dir(load_settings()) / "users.parquet")["user_id"]
+    sample_ids = users.sample(5000, random_state=3).tolist()
+    servers = {
+        "bare": start("bare", [sys.executable, "-m", "uvicorn", "--app-dir", "bench", "bare_app:app", "--port",
+                               str(PORTS["bare"]), "--log-level", "warning", "--no-access-log"], env),
+        "lookup": start("lookup", [sys.executable, "-m", "recsys", "serve", "--port", str(PORTS["lookup"])], env),
+    }  # fmt: skip
+    results = {name: [] for name in servers}
+    try:
+        wait_ready(PORTS["lookup"], "/ready")
+        wait_ready(PORTS["bare"], "/post/recommendations/?id=1")
+        for _ in range(args.rounds):
+            for name in servers:
+                results[name].append(uvloop.run(open_loop(PORTS[name], sample_ids, args.rate, args.seconds, 50)))
+    finally:
+        for server in servers.values():
+            os.killpg(server.pid, 2)
+        for server in servers.values():
+            server.wait(timeout=60)
+    print(f"{platform.machine()}, {os.cpu_count()} cores; open loop {args.rate:,.0f} req/s for {args.seconds} s, "
+          f"{args.rounds} rounds alternating\n")  # fmt: skip
+    print("| server | errors | p50 ms (per round) | p99 ms (per round) | max ms | median p99 |")
+    print("|---|---:|---|---|---:|---:|")
+    for name, runs in results.items():
+        p50 = ", ".join(f"{r['p50_ms']:.2f}" for r in runs)
+        p99 = ", ".join(f"{r['p99_ms']:.1f}" for r in runs)
+        print(f"| {name} | {sum(r['errors'] for r in runs)} | {p50} | {p99} | {max(r['max_ms'] for r in runs):.0f} "
+              f"| {np.median([r['p99_ms'] for r in runs]):.1f} |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
