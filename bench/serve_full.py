@@ -110,9 +110,10 @@ def candidate_and_bucket_study(settings, users_per_group: int, bucket_users: int
 
 
 # --- servers and load ------------------------------------------------------------------------------
-def start(name: str, args: list[str], env: dict) -> subprocess.Popen:
+def start(name: str, args: list[str], env: dict, cwd: Path = REPO) -> subprocess.Popen:
+    """A server in its own session; `python -m` imports from cwd first, so cwd picks the code."""
     log = open(Path(tempfile.gettempdir()) / f"bench-{name}.log", "w")  # noqa: SIM115 - lives as long as the server
-    return subprocess.Popen(args, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen(args, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def wait_ready(port: int, path: str, timeout: float = 300) -> float:
