@@ -19,7 +19,9 @@ import datetime as dt
 import itertools
 import logging
 import os
+import time
 import types
+from urllib.parse import unquote_plus
 
 import pandas as pd
 from starlette.applications import Starlette
@@ -58,8 +60,23 @@ def _error(status: int, message: str, **extra) -> JSONResponse:
     return JSONResponse({"error": message, **extra}, status_code=status)
 
 
-def parse_query(params) -> tuple[int, dt.datetime, int, int]:
-    """(user id, time as naive UTC, limit, offset) from the query string, or BadParameter."""
+def query_values(query_string: bytes) -> dict[str, str]:
+    """The parameters of a raw query string, decoded as Starlette's ``request.query_params`` decodes
+    them (a repeated name: its last value). A plain split, unquoting only what is quoted: on the hot
+    path it takes about a tenth of building ``QueryParams`` (measured in docs/benchmarks.md)."""
+    values = {}
+    for part in query_string.decode("latin-1").split("&"):
+        if not part:
+            continue
+        name, _, value = part.partition("=")
+        if "%" in part or "+" in part:
+            name, value = unquote_plus(name), unquote_plus(value)
+        values[name] = value
+    return values
+
+
+def parse_query(params: dict[str, str]) -> tuple[int, dt.datetime, int, int]:
+    """(user id, time as naive UTC, limit, offset) from the query parameters, or BadParameter."""
     raw_id = params.get("id")
     if raw_id is None or raw_id.strip() == "":
         raise BadParameter("id", "the query parameter id (a user id) is required")
@@ -116,7 +133,7 @@ def create_app(settings) -> Starlette:
           503: {description: no snapshot loaded yet}
         """
         try:
-            user_id, when, limit, offset = parse_query(request.query_params)
+            user_id, when, limit, offset = parse_query(query_values(request.scope["query_string"]))
         except BadParameter as bad:
             return _error(422, str(bad), parameter=bad.parameter)
         current = watcher.current  # one snapshot for the whole request, whatever swaps meanwhile
@@ -134,8 +151,9 @@ def create_app(settings) -> Starlette:
             rows, group = found
         request_id = f"{request_ids.prefix}{next(request_ids.counter):x}"
         body = current.render(group, rows)
-        exposures.append((request_id, user_id, group, current.models_version, current.id, fresh, when,
-                          dt.datetime.now(dt.UTC).replace(tzinfo=None), current.post_ids[rows].tolist()))  # fmt: skip
+        served_at = time.time_ns() // 1000  # microseconds: a tenth of the cost of a datetime
+        exposures.append((request_id, user_id, group, current.models_version, current.id, fresh, when, served_at,
+                          [current.post_ids[row] for row in rows]))  # fmt: skip
         headers = [(b"x-model-version", current.models_version.encode()), (b"x-snapshot", current.id.encode()),
                    (b"x-request-id", request_id.encode())]  # fmt: skip
         return EncodedJSON(body, headers)

@@ -37,7 +37,7 @@ class LoadedSnapshot:
     post_rows: np.ndarray  # rows into post_json
     post_json: list[bytes]  # {"id", "text", "topic"} of each post, encoded once
     post_index: pd.Index  # post_id -> row into post_json
-    post_ids: np.ndarray  # row -> post_id
+    post_ids: list[int]  # row -> post_id (Python ints: a request maps a few rows, faster than numpy)
     loaded_at: float
     folder: Path
     fresh_scorers: dict = field(default_factory=dict)  # group -> FreshScorer
@@ -53,23 +53,26 @@ class LoadedSnapshot:
     def group_of(self, user_id: int) -> str:
         return ab.assign_group(user_id, self.manifest["ab"]["salt"], self.manifest["ab"]["test_share"])
 
-    def lookup(self, user_id: int, hour: int, limit: int, offset: int = 0) -> tuple[np.ndarray, str] | None:
+    def lookup(self, user_id: int, hour: int, limit: int, offset: int = 0) -> tuple[list[int], str] | None:
         """(post rows precomputed for the hour's bucket, from the offset-th on, group) of a user, or None for
-        a user not in the snapshot. Past the precomputed top K the list is empty."""
+        a user not in the snapshot. Past the precomputed top K the list is empty.
+
+        Rows come back as a Python list: the few rows of a response are then indexed and rendered at
+        Python speed, where numpy scalars cost a microsecond each on the hot path."""
         row = self.user_rows.get(user_id)
         if row is None:
             return None
         key = row * self.buckets + precompute.bucket_of(hour, self.buckets)
         start, end = self.offsets[key] + offset, self.offsets[key + 1]
-        return self.post_rows[min(start, end) : min(end, start + limit)], self.user_groups[row]
+        return self.post_rows[min(start, end) : min(end, start + limit)].tolist(), self.user_groups[row]
 
-    def score_fresh(self, user: dict, when: pd.Timestamp, limit: int, offset: int = 0) -> np.ndarray:
+    def score_fresh(self, user: dict, when: pd.Timestamp, limit: int, offset: int = 0) -> list[int]:
         """Rank posts for a user the snapshot does not know (a user_data row with its cohort)."""
         post_ids = self.fresh_scorers[self.group_of(user["user_id"])].rank(user, when)[offset : offset + limit]
         rows = self.post_index.get_indexer(post_ids)
-        return rows[rows >= 0]
+        return rows[rows >= 0].tolist()
 
-    def render(self, group: str, rows: np.ndarray) -> bytes:
+    def render(self, group: str, rows: list[int]) -> bytes:
         """The response body: posts encoded once at load, joined."""
         return (
             b'{"exp_group":"'
@@ -138,7 +141,7 @@ def load_snapshot(folder: Path) -> LoadedSnapshot:
                             user_rows=dict(zip(user_ids.tolist(), range(len(user_ids)), strict=True)),
                             user_groups=[str(g) for g in users["group"]], offsets=offsets,
                             post_rows=post_rows, post_json=post_json, post_index=post_index,
-                            post_ids=post_index.to_numpy(),
+                            post_ids=post_index.to_numpy().tolist(),
                             fresh_scorers={group: by_kind[kind] for group, kind in manifest["group_models"].items()},
                             loaded_at=time.time(), folder=folder)  # fmt: skip
     log.info("loaded snapshot %s: %s users, %s recommendations, %s posts in %.2f s", folder.name,

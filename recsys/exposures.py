@@ -49,8 +49,8 @@ class ExposureLog:
         self.written = 0
 
     def append(self, row: tuple) -> None:
-        """One row, its values in SCHEMA's order. Cheap: a list append under a lock; the writing
-        happens in the background."""
+        """One row, its values in SCHEMA's order (time a datetime; served_at a datetime or integer
+        microseconds since the epoch, UTC). Cheap: a list append under a lock; the writing happens in the background."""
         with self._lock:
             self._rows.append(row)
             full = len(self._rows) >= self.flush_rows

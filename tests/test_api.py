@@ -13,9 +13,10 @@ import httpx
 import pandas as pd
 import pytest
 import uvicorn
+from starlette.datastructures import QueryParams
 from starlette.testclient import TestClient
 
-from api.app import create_app
+from api.app import create_app, query_values
 from api.snapshots import FreshScorer
 from recsys import ab, precompute, snapshot
 
@@ -120,6 +121,21 @@ def test_bad_input_is_422_naming_the_parameter(client, params, parameter):
     response = client.get("/post/recommendations/", params=params)
     assert response.status_code == 422
     assert response.json()["parameter"] == parameter and parameter in response.json()["error"]
+
+
+@pytest.mark.parametrize(
+    "query_string",
+    [b"", b"id=1", b"id=1&time=2021-10-15T12%3A00%3A00%2B03%3A00&limit=5", b"id=1&id=2", b"id", b"id=&limit=3",
+     b"a=1&&b=2", b"time=2021-10-15+12:00", b"name%20x=caf%C3%A9", b"bad=%E9", b"q=a=b"],
+)  # fmt: skip
+def test_query_values_decode_as_starlette_does(query_string):
+    assert query_values(query_string) == dict(QueryParams(query_string))
+
+
+def test_a_quoted_time_with_an_offset_is_understood(client, served_copy):
+    user_id = int(users_of(served_copy)["user_id"].iloc[0])
+    response = client.get(f"/post/recommendations/?id={user_id}&time=2021-10-15T15%3A00%3A00%2B03%3A00")
+    assert response.status_code == 200 and len(response.json()["recommendations"]) == 5
 
 
 def test_fresh_user_is_scored_on_the_fly(served_copy, monkeypatch, tmp_path):
@@ -263,6 +279,7 @@ def test_a_corrupt_snapshot_is_refused_and_the_old_one_keeps_serving(served_copy
 def test_every_response_is_an_exposure_after_a_clean_shutdown(served_copy):
     user_ids = users_of(served_copy)["user_id"].head(30).tolist()
     served = {}
+    started = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     with live_api(served_copy) as (url, _), httpx.Client(base_url=url) as http:
         for i in range(300):
             user_id = user_ids[i % 30]
@@ -273,6 +290,7 @@ def test_every_response_is_an_exposure_after_a_clean_shutdown(served_copy):
         f"SELECT * FROM read_parquet('{served_copy.exposures_dir}/*/*.parquet', hive_partitioning = true)"
     ).df()
     assert len(log) == 300 and set(log["request_id"]) == set(served)
+    assert log["served_at"].between(started, dt.datetime.now(dt.UTC).replace(tzinfo=None)).all()
     for row in log.itertuples():
         assert (row.user_id, list(row.post_ids)) == served[row.request_id]
     assert sorted(log["day"].astype(str).unique()) == ["2021-10-15", "2021-10-16", "2021-10-17"]
