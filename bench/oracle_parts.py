@@ -6,6 +6,11 @@ This ranks the served candidates of one evaluated version (as ``recsys evaluate`
 truth with some parts left out, next to the trained models and to the single feature
 ``group_taste_logit``: what a model could reach if it learned a part exactly, and what it reaches.
 
+Then which estimate holds ``group_taste_logit`` back: it is a sum of three terms (the post's
+like-rate, the cohort's lift on the post's text cluster, the city's lifts on its topic and
+cluster), and each is swapped in turn for its exact counterpart from the truth (post quality plus
+everyone's average taste; the demographic or the city part of taste, minus its population mean).
+
     python bench/oracle_parts.py --data /tmp/bench-seeds3/seed-1 --preset demo --seed 1
 """
 
@@ -17,6 +22,8 @@ import os
 import platform
 import sys
 from pathlib import Path
+
+import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -47,6 +54,36 @@ class FeatureRanker:
         return features[self.column].fillna(-1e9).to_numpy()
 
 
+class SwappedSumRanker:
+    """group_taste_logit's terms, the ones named in exact taken from the truth instead."""
+
+    text_space = "test"
+    TERMS = ("post", "cohort", "city")
+
+    def __init__(self, truth: GroundTruth, demographic: GroundTruth, demographic_and_city: GroundTruth, exact):
+        self.truth, self.exact = truth, set(exact)
+        city = demographic_and_city.taste - demographic.taste
+        # Centred on everyone: the post's own like-rate already holds the average viewer's taste.
+        self.taste_parts = {"cohort": demographic.taste - demographic.taste.mean(0),
+                            "city": city - city.mean(0)}  # fmt: skip
+        self.average_taste = truth.taste.mean(0)
+
+    def score(self, features, examples):
+        users = self.truth.user_index(examples["user_id"].to_numpy())
+        posts = self.truth.post_index(examples["post_id"].to_numpy())
+        subtheme = self.truth.post_subtheme[posts]
+        post_rate = features["post_like_rate"].to_numpy()
+        estimated = {
+            "post": np.log(post_rate / (1 - post_rate)),
+            "cohort": np.log(features["cohort_cluster_lift"].to_numpy()),
+            "city": np.log(features["city_topic_lift"].to_numpy()) + np.log(features["city_cluster_lift"].to_numpy()),
+        }
+        exact = {"post": self.truth.post_quality[posts] + self.average_taste[subtheme],
+                 **{term: part[users, subtheme] for term, part in self.taste_parts.items()}}  # fmt: skip
+        total = sum(exact[term] if term in self.exact else estimated[term] for term in self.TERMS)
+        return np.nan_to_num(total, nan=-1e9)
+
+
 def truth_without(truth: GroundTruth, preset: str, seed: int, parts: tuple[str, ...]) -> GroundTruth:
     """The generator's truth regenerated with some standard deviations set to 0. Draws are the same
     (a normal with sd 0 still takes its draws), so the other parts are exactly those of the data."""
@@ -73,6 +110,12 @@ def main() -> None:
     rankers["feature group_taste_logit (test space)"] = FeatureRanker("group_taste_logit")
     for name, parts in PARTS.items():
         rankers[name] = evaluate.OracleRanker(truth_without(truth, args.preset, args.seed, parts))
+    demographic = truth_without(truth, args.preset, args.seed, CITY + PERSONAL)
+    demographic_and_city = truth_without(truth, args.preset, args.seed, PERSONAL)
+    for exact in (("post",), ("cohort",), ("city",), ("cohort", "city"), SwappedSumRanker.TERMS):
+        rankers[f"group_taste_logit, exact {' + '.join(exact)} term"] = SwappedSumRanker(
+            truth, demographic, demographic_and_city, exact
+        )
     served = evaluate.evaluate_served(evaluate.Scorers(store, rankers), *split.test, settings.eval_users,
                                       settings.seed, truth)  # fmt: skip
     print(f"{platform.machine()}, {os.cpu_count()} cores; {args.preset} seed {args.seed}, version {version.name}, "
