@@ -555,8 +555,11 @@ def _gather(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
 
 
 def _as_category_strings(column: pd.Series) -> np.ndarray:
-    """As the feature query casts categories: strings, a missing value the empty string."""
-    return column.astype(object).where(column.notna(), "").astype(str).to_numpy(dtype=object)
+    """As the feature query casts categories: strings, a missing value the empty string. (A plain loop:
+    for the one row of a fresh user, four pandas conversions cost more than the rest of the column.)"""
+    values = column.to_numpy(dtype=object)
+    strings = ["" if missing else str(value) for value, missing in zip(values, pd.isna(values), strict=True)]
+    return np.array(strings, dtype=object)
 
 
 def sample_views(store: FeatureStore, first: dt.date, last: dt.date, max_rows: int, seed: int) -> pd.DataFrame:
