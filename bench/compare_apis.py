@@ -19,13 +19,11 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from serve_full import REPO, start, wait_ready, wrk  # noqa: E402
+from serve_full import REPO, bench_app, request_users, start, stop, wait_ready, wrk  # noqa: E402
 
-from recsys import snapshot  # noqa: E402
 from recsys.config import load_settings  # noqa: E402
 
 PORTS = {"bare": 8111, "old": 8112, "new": 8113}
@@ -42,17 +40,14 @@ def main() -> None:
     env = {**os.environ, "RECSYS_DATA_DIR": str(args.data), "RECSYS_SOURCE_URL": args.source,
            "RECSYS_LOG_LEVEL": "WARNING"}  # fmt: skip
     os.environ.update({k: env[k] for k in ("RECSYS_DATA_DIR", "RECSYS_SOURCE_URL")})
-    users = pd.read_parquet(snapshot.current_dir(load_settings()) / "users.parquet")["user_id"]
-    sample_ids = users.sample(5000, random_state=3).tolist()
+    sample_ids = request_users(load_settings())
     with tempfile.TemporaryDirectory() as scratch:
         trees = {name: Path(scratch, name) for name in ("old", "new")}
         for name, tree in trees.items():
             rev = getattr(args, name)
             subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(tree), rev], check=True,
                            capture_output=True)  # fmt: skip
-        bare = [sys.executable, "-m", "uvicorn", "--app-dir", str(REPO / "bench"), "bare_app:app", "--port",
-                str(PORTS["bare"]), "--log-level", "warning", "--no-access-log"]  # fmt: skip
-        servers = {"bare": start("bare", bare, env)}
+        servers = {"bare": start("bare", bench_app("bare_app", PORTS["bare"]), env)}
         for name, tree in trees.items():
             servers[name] = start(name, [sys.executable, "-m", "recsys", "serve", "--port", str(PORTS[name])],
                                   {**env, "PYTHONPATH": str(tree)}, cwd=tree)  # fmt: skip
@@ -65,10 +60,7 @@ def main() -> None:
                 for name in servers:
                     rounds[name].append(wrk(PORTS[name], sample_ids, 10, 32)["rps"])
         finally:
-            for server in servers.values():
-                os.killpg(server.pid, 2)
-            for server in servers.values():
-                server.wait(timeout=60)
+            stop(servers)
             for tree in trees.values():
                 subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(tree)], check=False)
     print(f"{platform.machine()}, {os.cpu_count()} cores; old {args.old}, new {args.new}; wrk -c32, "

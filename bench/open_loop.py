@@ -14,14 +14,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from serve_full import PORTS, REPO, open_loop, start, wait_ready  # noqa: E402
+from serve_full import PORTS, REPO, bench_app, open_loop, request_users, start, stop, wait_ready  # noqa: E402
 
-from recsys import snapshot  # noqa: E402
 from recsys.config import load_settings  # noqa: E402
 
 
@@ -36,11 +34,9 @@ def main() -> None:
     env = {**os.environ, "RECSYS_DATA_DIR": str(args.data), "RECSYS_SOURCE_URL": args.source,
            "PYTHONPATH": str(REPO), "RECSYS_LOG_LEVEL": "WARNING"}  # fmt: skip
     os.environ.update({k: env[k] for k in ("RECSYS_DATA_DIR", "RECSYS_SOURCE_URL")})
-    users = pd.read_parquet(snapshot.current_dir(load_settings()) / "users.parquet")["user_id"]
-    sample_ids = users.sample(5000, random_state=3).tolist()
+    sample_ids = request_users(load_settings())
     servers = {
-        "bare": start("bare", [sys.executable, "-m", "uvicorn", "--app-dir", "bench", "bare_app:app", "--port",
-                               str(PORTS["bare"]), "--log-level", "warning", "--no-access-log"], env),
+        "bare": start("bare", bench_app("bare_app", PORTS["bare"]), env),
         "lookup": start("lookup", [sys.executable, "-m", "recsys", "serve", "--port", str(PORTS["lookup"])], env),
     }  # fmt: skip
     results = {name: [] for name in servers}
@@ -51,10 +47,7 @@ def main() -> None:
             for name in servers:
                 results[name].append(uvloop.run(open_loop(PORTS[name], sample_ids, args.rate, args.seconds, 50)))
     finally:
-        for server in servers.values():
-            os.killpg(server.pid, 2)
-        for server in servers.values():
-            server.wait(timeout=60)
+        stop(servers)
     print(f"{platform.machine()}, {os.cpu_count()} cores; open loop {args.rate:,.0f} req/s for {args.seconds} s, "
           f"{args.rounds} rounds alternating\n")  # fmt: skip
     print("| server | errors | p50 ms (per round) | p99 ms (per round) | max ms | median p99 |")

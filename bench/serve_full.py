@@ -116,6 +116,26 @@ def start(name: str, args: list[str], env: dict, cwd: Path = REPO) -> subprocess
     return subprocess.Popen(args, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 
+def bench_app(module: str, port: int) -> list[str]:
+    """The command serving one of bench/'s apps (bare_app, onthefly_app) with uvicorn, one worker."""
+    return [sys.executable, "-m", "uvicorn", "--app-dir", str(REPO / "bench"), f"{module}:app", "--port", str(port),
+            "--log-level", "warning", "--no-access-log"]  # fmt: skip
+
+
+def stop(servers: dict[str, subprocess.Popen]) -> None:
+    """Ctrl-C to every server's session, then wait for each to exit."""
+    for server in servers.values():
+        os.killpg(server.pid, 2)
+    for server in servers.values():
+        server.wait(timeout=60)
+
+
+def request_users(settings, count: int = 5000) -> list[int]:
+    """The users the load generators ask for: a fixed sample of the current snapshot's users."""
+    users = pd.read_parquet(snapshot.current_dir(settings) / "users.parquet")["user_id"]
+    return users.sample(count, random_state=3).tolist()
+
+
 def wait_ready(port: int, path: str, timeout: float = 300) -> float:
     started = time.perf_counter()
     while time.perf_counter() - started < timeout:
@@ -247,16 +267,12 @@ def main() -> None:
 
     source_path = Path(args.source.removeprefix("duckdb:///"))
     fresh = fresh_users(source_path, 205)
-    users = pd.read_parquet(snapshot.current_dir(settings) / "users.parquet")["user_id"]
-    sample_ids = users.sample(5000, random_state=3).tolist()
+    sample_ids = request_users(settings)
     servers = {
-        "bare": start("bare", [sys.executable, "-m", "uvicorn", "--app-dir", "bench", "bare_app:app", "--port",
-                               str(PORTS["bare"]), "--log-level", "warning", "--no-access-log"], env),
+        "bare": start("bare", bench_app("bare_app", PORTS["bare"]), env),
         "lookup": start("lookup", [sys.executable, "-m", "recsys", "serve", "--port", str(PORTS["lookup"])],
                         {**env, "RECSYS_LOG_LEVEL": "INFO"}),
-        "onthefly": start("onthefly", [sys.executable, "-m", "uvicorn", "--app-dir", "bench", "onthefly_app:app",
-                                       "--port", str(PORTS["onthefly"]), "--log-level", "warning",
-                                       "--no-access-log"], env),
+        "onthefly": start("onthefly", bench_app("onthefly_app", PORTS["onthefly"]), env),
     }  # fmt: skip
     try:
         ready_s = wait_ready(PORTS["lookup"], "/ready")
@@ -296,10 +312,7 @@ def main() -> None:
         if loaded:
             print(f"snapshot load (verify checksums + DuckDB into arrays): {loaded.group(1)} s")
     finally:
-        for server in servers.values():
-            os.killpg(server.pid, 2)
-        for server in servers.values():
-            server.wait(timeout=60)
+        stop(servers)
 
 
 if __name__ == "__main__":
