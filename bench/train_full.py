@@ -1,6 +1,7 @@
 """Benchmark: the model steps on an existing extract, each step its own process under GNU time.
 
     python bench/train_full.py --extract /tmp/bench-full/duckdb/extracts/2000-01-01 --out /tmp/bench-train
+    python bench/train_full.py --evaluate-only /tmp/bench-train/models/<version>   # the last step again
 
 Steps: embedding all posts with a cold cache, then warm; prepare; train control, test, recipe;
 evaluate. Prints wall time and peak RSS per step as Markdown for docs/benchmarks.md.
@@ -63,11 +64,21 @@ def timed(step: str, code: str, *args: str, env: dict) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--extract", type=Path, required=True)
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--extract", type=Path)
+    parser.add_argument("--out", type=Path)
     parser.add_argument("--ground-truth", type=Path, help="the generator's ground truth for expected HitRate")
     parser.add_argument("--embedding-cache", type=Path, help="start from this cache and skip the embedding timings")
+    parser.add_argument("--evaluate-only", type=Path, help="only evaluate this trained version (a models/ folder)")
     args = parser.parse_args()
+    if args.evaluate_only:
+        version_dir = args.evaluate_only.resolve()
+        env = {"RECSYS_DATA_DIR": str(version_dir.parents[1]), "PYTHONPATH": str(REPO)}
+        evaluated = timed("evaluate", EVALUATE, str(version_dir), env=env)
+        print(f"| evaluate | {evaluated['seconds']:.0f} s | {evaluated['rss']:.2f} GB |")
+        print("\n```\n" + evaluated["stdout"] + "\n```")
+        return
+    if args.extract is None or args.out is None:
+        parser.error("--extract and --out are needed, unless --evaluate-only")
     shutil.rmtree(args.out, ignore_errors=True)
     args.out.mkdir(parents=True)
     if args.ground_truth:

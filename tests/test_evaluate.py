@@ -3,6 +3,7 @@
 import datetime as dt
 
 import numpy as np
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
@@ -90,3 +91,21 @@ def test_served_evaluation_scores_what_would_be_served(scored):
     assert methods["oracle"]["share_of_oracle"] == 1.0
     assert methods["oracle"]["expected_hit_rate"]["mean"] > methods["random"]["expected_hit_rate"]["mean"] + 0.1
     assert all(0 <= m["served_hit_rate"]["mean"] <= 1 for m in methods.values())
+
+
+def test_scoring_users_against_all_posts_gives_the_scores_of_the_same_pairs(scored):
+    store, scorers, _ = scored
+    as_of = dt.date(2021, 10, 10)
+    user_ids = store.con.execute("SELECT DISTINCT user_id FROM views ORDER BY user_id LIMIT 6").fetchnumpy()["user_id"]
+    liked = store.con.execute(
+        f"SELECT DISTINCT user_id, post_id FROM views WHERE target = 1 AND day < DATE '{as_of}'"
+    ).df()
+    assert liked["user_id"].isin(user_ids).any()
+    pairs, scores = scorers.score_all_posts(user_ids, as_of, pd.Timestamp(as_of) + pd.Timedelta(hours=12), liked)
+
+    assert len(pairs) == len(user_ids) * len(store.post_ids) - liked["user_id"].isin(user_ids).sum()
+    served = set(zip(pairs["user_id"], pairs["post_id"], strict=True))
+    assert not served & set(zip(liked["user_id"], liked["post_id"], strict=True))
+    expected = scorers.score(pairs, as_of_day=as_of)
+    for name, values in scores.items():
+        np.testing.assert_allclose(values, expected[name], rtol=1e-6, err_msg=name)
