@@ -18,7 +18,7 @@ import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from serve_full import PORTS, REPO, bench_app, open_loop, request_users, start, stop, wait_ready  # noqa: E402
+from serve_full import PORTS, REPO, STEAL_BANDS, bench_app, open_loop, request_users, start, stop, wait_ready  # noqa: E402
 
 from recsys.config import load_settings  # noqa: E402
 
@@ -50,13 +50,28 @@ def main() -> None:
         stop(servers)
     print(f"{platform.machine()}, {os.cpu_count()} cores; open loop {args.rate:,.0f} req/s for {args.seconds} s, "
           f"{args.rounds} rounds alternating\n")  # fmt: skip
-    print("| server | errors | p50 ms (per round) | p99 ms (per round) | max ms | median p99 |")
-    print("|---|---:|---|---|---:|---:|")
+    print(
+        "| server | errors | p50 ms (per round) | p99 ms (per round) | max ms | median p99 | host steal "
+        "(per round) | p99 ms over seconds with steal < 5% (count) |"
+    )
+    print("|---|---:|---|---|---:|---:|---|---|")
     for name, runs in results.items():
         p50 = ", ".join(f"{r['p50_ms']:.2f}" for r in runs)
         p99 = ", ".join(f"{r['p99_ms']:.1f}" for r in runs)
+        steal = ", ".join(f"{r['steal']:.1%}" for r in runs)
+        quiet = ", ".join(f"{r['quiet_p99_ms']:.1f} ({r['quiet_seconds']})" for r in runs)
         print(f"| {name} | {sum(r['errors'] for r in runs)} | {p50} | {p99} | {max(r['max_ms'] for r in runs):.0f} "
-              f"| {np.median([r['p99_ms'] for r in runs]):.1f} |")  # fmt: skip
+              f"| {np.median([r['p99_ms'] for r in runs]):.1f} | {steal} | {quiet} |")  # fmt: skip
+    print("\nRequests over 10 ms, by the host's steal in their second (all rounds; in brackets: seconds):\n")
+    print("| server | " + " | ".join(f"steal {band}" for band in STEAL_BANDS) + " |")
+    print("|---|" + "---:|" * len(STEAL_BANDS))
+    for name, runs in results.items():
+        cells = []
+        for band in STEAL_BANDS:
+            slow, requests, seconds = (sum(r["slow_by_steal"][band][key] for r in runs)
+                                       for key in ("slow", "requests", "seconds"))  # fmt: skip
+            cells.append(f"{slow / requests:.2%} ({seconds})" if requests else f"- ({seconds})")
+        print(f"| {name} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,9 @@
    per request as the original did. wrk measures each one's maximum throughput; a Python open-loop
    client sends 1,000 req/s for 60 s to the lookup API (latency from the scheduled send time, so a
    stall counts); fresh users (added to the source, absent from the snapshot) are timed one by one.
+   Beside each phase, the share of CPU time the hypervisor stole from this VM (``st`` in top): a
+   stolen vCPU stalls client and server alike, so the open loop's tail is also given over the
+   seconds in which the host stole less than 5%.
 Needs ``wrk`` (apt-get install wrk). Prints Markdown for docs/benchmarks.md.
 """
 
@@ -26,6 +29,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -43,6 +47,7 @@ from recsys.files import read_json  # noqa: E402
 from recsys.truth import GroundTruth  # noqa: E402
 
 PORTS = {"bare": 8101, "lookup": 8102, "onthefly": 8103}
+STEAL_BANDS = {"< 5%": (0.0, 0.05), "5..20%": (0.05, 0.2), ">= 20%": (0.2, np.inf)}  # the host's steal in a second
 
 
 def run_precompute(env: dict) -> dict:
@@ -169,9 +174,42 @@ def wrk(port: int, user_ids: list[int], seconds: int, connections: int) -> dict:
             "socket_errors": socket_errors.group(1) if socket_errors else "none", "raw": out}  # fmt: skip
 
 
+class StealMeter:
+    """Samples /proc/stat every 50 ms in a thread: the CPU time the hypervisor gave to other guests
+    ("steal"), as a share of this VM's CPU time, over a phase and per second of it."""
+
+    def __init__(self):
+        self.samples: list[tuple[float, int, int]] = []  # (perf_counter, steal ticks, all ticks)
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._done.is_set():
+            with open("/proc/stat") as stat:
+                ticks = [int(x) for x in stat.readline().split()[1:9]]  # user .. steal, without guest time
+            self.samples.append((time.perf_counter(), ticks[7], sum(ticks)))
+            self._done.wait(0.05)
+
+    def __enter__(self) -> StealMeter:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def share(self, start: float = -np.inf, end: float = np.inf) -> float:
+        inside = [s for s in self.samples if start <= s[0] <= end]
+        if len(inside) < 2:
+            return float("nan")
+        return (inside[-1][1] - inside[0][1]) / max(inside[-1][2] - inside[0][2], 1)
+
+
 async def open_loop(port: int, user_ids: list[int], rate: float, seconds: float, connections: int) -> dict:
-    """Requests sent on a fixed schedule over keep-alive connections; latency from the scheduled time."""
-    latencies, statuses = [], []
+    """Requests sent on a fixed schedule over keep-alive connections; latency from the scheduled time.
+
+    Also the tail over the quiet seconds: those in which the hypervisor stole < 5% of the CPU time."""
+    scheduled_at, latencies, statuses = [], [], []
     interval = connections / rate
     start = time.perf_counter() + 0.5
 
@@ -192,16 +230,31 @@ async def open_loop(port: int, user_ids: list[int], rate: float, seconds: float,
             head = await reader.readuntil(b"\r\n\r\n")
             length = int(re.search(rb"(?i)content-length: (\d+)", head).group(1))
             await reader.readexactly(length)
+            scheduled_at.append(scheduled)
             latencies.append(time.perf_counter() - scheduled)
             statuses.append(int(head[9:12]))
             i += 1
         writer.close()
 
-    await asyncio.gather(*(connection(k) for k in range(connections)))
+    with StealMeter() as meter:
+        await asyncio.gather(*(connection(k) for k in range(connections)))
     lat = np.array(latencies) * 1000
+    second = np.floor(np.array(scheduled_at) - start).astype(int)
+    steal = np.array([meter.share(start + s, start + s + 1) for s in range(int(np.ceil(seconds)))])
+    quiet_seconds = np.flatnonzero(steal < 0.05)
+    quiet = np.isin(second, quiet_seconds)
+    # Requests over 10 ms, by how much the host stole in their second.
+    by_steal = {}
+    for band, (low, high) in STEAL_BANDS.items():
+        in_band = np.flatnonzero((steal >= low) & (steal < high))
+        inside = np.isin(second, in_band)
+        by_steal[band] = {"seconds": len(in_band), "requests": int(inside.sum()), "slow": int((lat[inside] > 10).sum())}
     return {"requests": len(lat), "rate": len(lat) / seconds, "errors": sum(s != 200 for s in statuses),
             "p50_ms": float(np.percentile(lat, 50)), "p99_ms": float(np.percentile(lat, 99)),
-            "max_ms": float(lat.max())}  # fmt: skip
+            "max_ms": float(lat.max()), "steal": meter.share(start, start + seconds),
+            "quiet_seconds": len(quiet_seconds),
+            "quiet_p99_ms": float(np.percentile(lat[quiet], 99)) if quiet.any() else float("nan"),
+            "slow_by_steal": by_steal}  # fmt: skip
 
 
 def fresh_users(source_path: Path, count: int) -> list[int]:
@@ -284,9 +337,10 @@ def main() -> None:
         # Alternating rounds, medians: the host's speed drifts between one server's run and the next.
         connections = {"bare": 32, "lookup": 32, "onthefly": 4}
         rounds = {name: [] for name in connections}
-        for _ in range(3):
-            for name in connections:
-                rounds[name].append(wrk(PORTS[name], sample_ids, 10, connections[name]))
+        with StealMeter() as wrk_steal:
+            for _ in range(3):
+                for name in connections:
+                    rounds[name].append(wrk(PORTS[name], sample_ids, 10, connections[name]))
         throughput = {name: {"rps": float(np.median([r["rps"] for r in runs])),
                              "non_2xx": sum(r["non_2xx"] for r in runs),
                              "socket_errors": "; ".join(sorted({r["socket_errors"] for r in runs}))}
@@ -297,16 +351,22 @@ def main() -> None:
             per_round = ", ".join(f"{r['rps']:,.0f}" for r in rounds[name])
             print(f"| {name} | {per_round} | {t['rps']:,.0f} | {t['non_2xx']} | {t['socket_errors']} |")
         print(f"\nlookup / bare: {throughput['lookup']['rps'] / throughput['bare']['rps']:.2f}; "
-              f"lookup / on-the-fly: {throughput['lookup']['rps'] / throughput['onthefly']['rps']:.0f}x")  # fmt: skip
+              f"lookup / on-the-fly: {throughput['lookup']['rps'] / throughput['onthefly']['rps']:.0f}x; "
+              f"host steal {wrk_steal.share():.1%}")  # fmt: skip
         # uvloop (uvicorn's own loop) keeps the client's share of the two cores small.
         steady = uvloop.run(open_loop(PORTS["lookup"], sample_ids, 1000, args.seconds, 50))
         print(f"\nopen loop 1,000 req/s for {args.seconds} s: {steady['requests']:,} requests "
               f"({steady['rate']:.0f}/s), "
               f"{steady['errors']} errors, p50 {steady['p50_ms']:.2f} ms, p99 {steady['p99_ms']:.2f} ms, "
-              f"max {steady['max_ms']:.1f} ms")  # fmt: skip
-        fresh_timing = time_fresh(PORTS["lookup"], fresh)
+              f"max {steady['max_ms']:.1f} ms; host steal {steady['steal']:.1%}, over the "
+              f"{steady['quiet_seconds']} seconds with steal < 5%: p99 {steady['quiet_p99_ms']:.2f} ms")  # fmt: skip
+        print("requests over 10 ms, by the host's steal in their second: " + "; ".join(
+            f"{band}: {b['slow']:,} of {b['requests']:,} ({b['seconds']} s)"
+            for band, b in steady["slow_by_steal"].items()))  # fmt: skip
+        with StealMeter() as fresh_steal:
+            fresh_timing = time_fresh(PORTS["lookup"], fresh)
         print(f"fresh users ({fresh_timing['requests']} one by one): p50 {fresh_timing['p50_ms']:.1f} ms, "
-              f"p99 {fresh_timing['p99_ms']:.1f} ms")  # fmt: skip
+              f"p99 {fresh_timing['p99_ms']:.1f} ms; host steal {fresh_steal.share():.1%}")  # fmt: skip
         print(f"API RSS at the end: {rss_mb(servers['lookup'].pid):.0f} MB")
         loaded = re.search(r"loaded snapshot .* in ([\d.]+) s", load_log)
         if loaded:
