@@ -22,6 +22,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
+from recsys.features import ServingFeatures
+
 log = logging.getLogger(__name__)
 
 K = 5
@@ -188,8 +190,6 @@ class Scorers:
     def _serving_of(self, space: str, as_of_day: dt.date):
         """(ServingFeatures of a text space as of a day, every user's attributes indexed by user_id), built once."""
         if (space, as_of_day) not in self._serving:
-            from recsys.features import ServingFeatures
-
             users, posts = self.store.entities(space)
             serving = ServingFeatures(self.store.history_as_of(space, as_of_day), posts, self.store.post_vectors[space])
             self._serving[(space, as_of_day)] = serving, users.set_index("user_id")
