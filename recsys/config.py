@@ -32,6 +32,7 @@ class Settings:
     embedding_model_setting: str
     embedding_components: int
     text_clusters: int
+    taste_day_rows: int
     catboost_iterations: int
     min_hit_rate: float
     eval_users: int
@@ -142,6 +143,7 @@ def load_settings() -> Settings:
         embedding_model_setting=os.environ.get("RECSYS_EMBEDDING_MODEL") or "",
         embedding_components=_env_int("RECSYS_EMBEDDING_COMPONENTS", default=16, minimum=2),
         text_clusters=_env_int("RECSYS_TEXT_CLUSTERS", default=64, minimum=2),
+        taste_day_rows=_env_int("RECSYS_TASTE_DAY_ROWS", default=30_000, minimum=100),
         catboost_iterations=_env_int("RECSYS_CATBOOST_ITERATIONS", default=600, minimum=10),
         min_hit_rate=_env_float("RECSYS_MIN_HITRATE", default=0.52),
         eval_users=_env_int("RECSYS_EVAL_USERS", default=2_000, minimum=10),

@@ -19,6 +19,8 @@ Features of an example (user u, post i, time t, as-of day d):
   cluster for everyone, and for u, u's cohort and u's city, each also as a lift over what the level
   above predicts (the city's: over its rate on i's topic). Taste that depends on age or city shows
   here before any single post has enough views to show it.
+- the joint taste model (``recsys.taste``): its log-odds for (u, i) from the fit through day d - 1,
+  its coefficients stored as daily history tables like the counts above.
 
 Rates are smoothed: pulled toward the level above until a number of views (constants below) speak.
 """
@@ -27,6 +29,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
+import shutil
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +38,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from recsys import taste
 from recsys.sources import quiet_duckdb
 
 log = logging.getLogger(__name__)
@@ -57,6 +62,8 @@ CLUSTER = (
     "group_taste_logit",
 )
 CLUSTER_PRIOR_VIEWS = 100
+# The joint taste model's log-odds of a like (``recsys.taste``), as of the example's day.
+TASTE = ("taste_model_logit",)
 # A user's cohort: age band and gender (the bands are generic, not fitted to any data set).
 COHORT_SQL = (
     "concat(CASE WHEN age < 18 THEN 'a<18' WHEN age < 25 THEN 'a18-24' WHEN age < 35 THEN 'a25-34' "
@@ -122,8 +129,14 @@ class FeatureStore:
     """One extract in DuckDB, with the daily cumulative history tables built once."""
 
     def __init__(self, extract_path: Path, post_ids: np.ndarray, post_vectors: dict[str, np.ndarray],
-                 text_clusters: int = 64, memory_limit: str = "", spill_dir: Path | None = None):  # fmt: skip
+                 text_clusters: int = 64, memory_limit: str = "", spill_dir: Path | None = None,
+                 taste_day_rows: int = 30_000, taste_dir: Path | None = None):  # fmt: skip
         """post_vectors: text components per variant, one row per post in the order of post_ids.
+
+        taste_day_rows: at most this many views of each day (a hash sample) go into the joint taste
+        model's fits (``recsys.taste``). taste_dir: where those fits are kept; a store that finds a
+        text space's fits there loads them instead of fitting again (the nightly tasks of a version
+        share them).
 
         memory_limit: DuckDB's (e.g. "4GB"; empty: its default, 80% of RAM); beyond it DuckDB
         spills to spill_dir.
@@ -138,6 +151,8 @@ class FeatureStore:
         self.post_ids = np.asarray(post_ids)
         self.post_vectors = post_vectors
         self.text_clusters = text_clusters
+        self.taste_day_rows = taste_day_rows
+        self.taste_dir = taste_dir
         feed = extract_path / "feed_data" / "*" / "*.parquet"
         self.con.execute(
             f"CREATE TABLE users AS SELECT *, {COHORT_SQL} AS cohort "
@@ -178,6 +193,7 @@ class FeatureStore:
         self._spaces_built.add(variant)
         self._build_profiles(variant)
         self._build_clusters(variant)
+        self._build_taste(variant)
 
     def _build_clusters(self, variant: str) -> None:
         """Per user, cohort and city, text cluster and day: cumulative views and likes."""
@@ -203,6 +219,36 @@ class FeatureStore:
                 SELECT {group}, cluster, day, sum(count(*)) {window} AS views, sum(sum(target)) {window} AS likes
                 FROM views JOIN users USING (user_id) JOIN clusters_{variant} USING (post_id)
                 GROUP BY {group}, cluster, day""")
+
+    def _build_taste(self, variant: str) -> None:
+        """The joint taste model's coefficients through each day (``recsys.taste``), one table each."""
+        saved = None if self.taste_dir is None else self.taste_dir / variant
+        if saved is not None and saved.is_dir():
+            tables = {name: pd.read_parquet(saved / f"{name}.parquet") for name in taste.TABLES}
+        else:
+            tables = self._fit_taste(variant)
+            if saved is not None:
+                _save_tables(tables, saved)
+        for name, frame in tables.items():
+            self.con.register("taste_frame", frame)
+            columns = ", ".join(f"CAST({c} AS VARCHAR) AS {c}" if c == "city" else c for c in frame.columns)
+            self.con.execute(f"CREATE TABLE taste_{variant}_{name} AS SELECT {columns} FROM taste_frame")
+            self.con.unregister("taste_frame")
+
+    def _fit_taste(self, variant: str) -> dict[str, pd.DataFrame]:
+        buckets = 1_000_003
+        # The sample of a day depends on that day's views alone, so a fit never depends on later days.
+        views = self.con.execute(f"""
+            SELECT user_id, post_id, day, count(*) AS views, sum(target) AS likes
+            FROM (SELECT *, count(*) OVER (PARTITION BY day) AS day_views FROM views)
+            WHERE hash(user_id, post_id, timestamp) % {buckets}
+                  < {buckets} * least(1, {self.taste_day_rows} / day_views)
+            GROUP BY ALL ORDER BY day, user_id, post_id""").df()  # a fixed order: the same sums, to the last bit
+        users = self.con.execute("SELECT user_id, city, age, gender FROM users").df()
+        posts = self.con.execute(
+            f"SELECT post_id, topic, cluster FROM posts JOIN clusters_{variant} USING (post_id)"
+        ).df()
+        return taste.fit_daily(views, users, posts)
 
     def _build_profiles(self, variant: str) -> None:
         """Per user, cohort and city and day: cumulative sums of liked and of viewed posts' unit vectors."""
@@ -236,6 +282,8 @@ class FeatureStore:
         joins.append((f"cluster_{variant}_all", "cluster", ("cluster",), ("views", "likes")))
         joins += [(f"cluster_{variant}_{group}", f"{group}_cluster", (group, "cluster"), ("views", "likes"))
                   for group in CLUSTER_GROUPS]  # fmt: skip
+        joins += [(f"taste_{variant}_{name}", f"taste_{name}", keys, values)
+                  for name, (keys, values) in taste.TABLES.items()]  # fmt: skip
         return joins
 
     def features(self, examples: pd.DataFrame, variant: str, as_of_day=None) -> pd.DataFrame:
@@ -269,7 +317,7 @@ class FeatureStore:
         self.con.register("examples", frame)
         try:
             table = self.con.execute(f"""
-                SELECT e.example, {categorical}, u.age, p.post_index,
+                SELECT e.example, {categorical}, u.age, CAST(u.gender AS DOUBLE) AS gender_number, p.post_index,
                        hour(e.timestamp) AS hour, dayofweek(e.timestamp) AS day_of_week,
                        month(e.timestamp) AS month, {history}
                 FROM examples e
@@ -382,9 +430,30 @@ def assemble(t: dict, post_vectors: np.ndarray, similarities: dict | None = None
         }
     for name in SIMILARITY:
         out[name] = similarities[name]
-    for name in (*SIMILARITY, *CLUSTER):
+    # All but the intercept of the joint taste model; NaN before its first fit (no history yet).
+    basis = taste.demographic_basis(out["age"], numeric("gender_number"), numeric("taste_global_age_mean"),
+                                    numeric("taste_global_age_sd"), numeric("taste_global_gender_mean"))  # fmt: skip
+    logit = filled("taste_post_effect") + filled("taste_city_topic_effect") + filled("taste_city_cluster_effect")
+    for name in taste.BASIS:
+        logit += np.nan_to_num(basis[name]) * (filled(f"taste_topic_{name}") + filled(f"taste_cluster_{name}"))
+    out["taste_model_logit"] = np.where(np.isnan(numeric("taste_global_age_sd")), np.nan, logit)
+    for name in (*SIMILARITY, *CLUSTER, *TASTE):
         out[name] = np.where(known_post, out[name], np.nan)
     return pd.DataFrame(out)
+
+
+def _save_tables(tables: dict[str, pd.DataFrame], folder: Path) -> None:
+    """One Parquet per table, in a folder that appears whole or not at all (if another task saved the
+    same fits first, theirs stay)."""
+    partial = folder.with_name(f".{folder.name}.{os.getpid()}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    for name, frame in tables.items():
+        frame.to_parquet(partial / f"{name}.parquet", index=False)
+    try:
+        partial.rename(folder)
+    except OSError:  # the folder exists now
+        shutil.rmtree(partial, ignore_errors=True)
 
 
 def _smoothed(likes, views, prior, pseudo_views):
@@ -467,6 +536,7 @@ class ServingFeatures:
         t = {name: np.repeat(_as_category_strings(users[name]), per_user) for name in USER_CATEGORICAL}
         t["topic"] = self.topics[flat]
         t["age"] = np.repeat(users["age"].to_numpy(dtype=float), per_user)
+        t["gender_number"] = np.repeat(pd.to_numeric(users["gender"], errors="coerce").to_numpy(dtype=float), per_user)
         t["post_index"] = flat.astype(float)
         when = pd.Timestamp(timestamp)
         t["hour"], t["month"] = np.full(flat.size, when.hour), np.full(flat.size, when.month)

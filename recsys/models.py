@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from recsys.features import CATEGORICAL, CLUSTER, HISTORY, SIMILARITY, USER_CATEGORICAL
+from recsys.features import CATEGORICAL, CLUSTER, HISTORY, SIMILARITY, TASTE, USER_CATEGORICAL
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ def feature_columns(kind: str, frame: pd.DataFrame) -> tuple[list[str], list[str
         return [*categorical, "age", "month", *text], categorical
     if kind in ("control", "test"):
         categorical = list(CATEGORICAL)
-        return [*categorical, "age", "hour", "day_of_week", *HISTORY, *SIMILARITY, *CLUSTER, *text], categorical
+        return [*categorical, "age", "hour", "day_of_week", *HISTORY, *SIMILARITY, *CLUSTER, *TASTE, *text], categorical
     raise ValueError(f"unknown model kind {kind!r}; expected one of {', '.join(MODEL_KINDS)}")
 
 

@@ -53,10 +53,12 @@ def _remove_version(settings, version_dir: Path, reason: str) -> None:
     log.info("removed models %s: %s", version_dir.name, reason)
 
 
-def _feature_store(settings, extract_path: Path, post_ids, vectors, text_clusters: int) -> FeatureStore:
-    """The extract's feature store, its DuckDB bounded by RECSYS_DUCKDB_MEMORY_LIMIT (spilling to tmp/)."""
+def _feature_store(settings, extract_path: Path, post_ids, vectors, text_clusters: int, taste_day_rows: int,
+                   version_dir: Path) -> FeatureStore:  # fmt: skip
+    """The extract's feature store, its DuckDB bounded by RECSYS_DUCKDB_MEMORY_LIMIT (spilling to tmp/);
+    the taste model's fits are kept in the version folder, made once for all of its tasks."""
     return FeatureStore(extract_path, post_ids, vectors, text_clusters, settings.duckdb_memory_limit,
-                        settings.data_dir / "tmp" / "duckdb")  # fmt: skip
+                        settings.data_dir / "tmp" / "duckdb", taste_day_rows, version_dir / "taste")  # fmt: skip
 
 
 def prepare(settings, extract_path: Path) -> Path:
@@ -79,7 +81,8 @@ def prepare(settings, extract_path: Path) -> Path:
             table[f"{variant}_{j}"] = matrix[:, j]
     table.to_parquet(version_dir / "post_vectors.parquet", index=False)
 
-    store = _feature_store(settings, extract_path, posts["post_id"].to_numpy(), vectors, settings.text_clusters)
+    store = _feature_store(settings, extract_path, posts["post_id"].to_numpy(), vectors, settings.text_clusters,
+                           settings.taste_day_rows, version_dir)  # fmt: skip
     split = time_split(*store.days(), settings.valid_days, settings.test_days)
     train = sample_views(store, *split.train, settings.train_rows, settings.seed)
     valid = sample_views(store, *split.valid, max(1_000, settings.train_rows // 4), settings.seed)
@@ -93,6 +96,7 @@ def prepare(settings, extract_path: Path) -> Path:
         "valid_views": len(valid),
         "text_dimensions": {variant: matrix.shape[1] for variant, matrix in vectors.items()},
         "text_clusters": settings.text_clusters,
+        "taste_day_rows": settings.taste_day_rows,
         "embedding_model": settings.embedding_model,
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "prepare_seconds": round(time.perf_counter() - started, 1),
@@ -110,7 +114,7 @@ def load_version(version_dir: Path, settings) -> tuple[FeatureStore, Split]:
         for variant, dims in manifest["text_dimensions"].items()
     }
     store = _feature_store(settings, Path(manifest["extract"]), table["post_id"].to_numpy(), vectors,
-                           manifest["text_clusters"])  # fmt: skip
+                           manifest["text_clusters"], manifest["taste_day_rows"], version_dir)  # fmt: skip
     return store, load_version_split(version_dir)
 
 

@@ -9,6 +9,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from recsys import taste
 from recsys.features import FeatureStore, ServingFeatures, sample_views, time_split, with_cohorts
 from recsys.text_features import tfidf_components
 
@@ -120,6 +121,22 @@ def test_serving_features_equal_the_feature_query(tiny_extract, vectors, as_of):
     actual = serving.features(chosen, candidates, when)
     pd.testing.assert_frame_equal(actual, expected, check_dtype=False)
     assert expected["user_views"].gt(0).any() and expected["cohort_cluster_like_rate"].nunique() > 1
+    assert expected["taste_model_logit"].notna().all() and expected["taste_model_logit"].nunique() > 1
+
+
+def test_a_store_loads_the_taste_fits_another_store_saved(tiny_extract, vectors, tmp_path, monkeypatch):
+    """The nightly tasks of a version fit the taste model once; the others load it, to the same features."""
+    examples = sample_views(FeatureStore(tiny_extract[0], *vectors), dt.date(2021, 10, 3), dt.date(2021, 10, 14),
+                            2_000, seed=1)  # fmt: skip
+    fitted = FeatureStore(tiny_extract[0], *vectors, taste_dir=tmp_path).features(examples, "control")
+    assert sorted(p.name for p in (tmp_path / "control").iterdir()) == sorted(f"{n}.parquet" for n in taste.TABLES)
+
+    def no_fit(*args):
+        raise AssertionError("fitted again")
+
+    monkeypatch.setattr(taste, "fit_daily", no_fit)
+    loaded = FeatureStore(tiny_extract[0], *vectors, taste_dir=tmp_path).features(examples, "control")
+    pd.testing.assert_frame_equal(loaded, fitted)
 
 
 def test_a_user_unknown_to_the_history_gets_group_features(tiny_extract, vectors):
