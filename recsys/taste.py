@@ -54,7 +54,7 @@ TABLES = {
 
 @dataclass
 class _Block:
-    """Coefficients that no view shares: each view has one of them (``index``, -1: none) times ``value``."""
+    """Coefficients of which each view touches at most one: ``index`` (-1: none), times ``value``."""
 
     size: int
     index: np.ndarray
@@ -89,7 +89,7 @@ def fit_daily(views: pd.DataFrame, users: pd.DataFrame, posts: pd.DataFrame) -> 
     blocks, views = _blocks(views, users, posts, cities, topics, clusters, constants)
     counts, likes = views["views"].to_numpy(float), views["likes"].to_numpy(float)
     day_ends = views.groupby("day", sort=True).size().cumsum()
-    intercept, weights, sweeps = 0.0, {name: np.zeros(block.size) for name, block in blocks.items()}, 0
+    intercept, weights, sweeps = None, {name: np.zeros(block.size) for name, block in blocks.items()}, 0
     tables: dict[str, list[pd.DataFrame]] = {name: [] for name in TABLES}
     for day, end in zip(day_ends.index, day_ends.to_numpy(), strict=True):
         intercept, done = _fit(blocks, counts[:end], likes[:end], intercept, weights)
@@ -130,11 +130,12 @@ def _blocks(views, users, posts, cities, topics, clusters, constants) -> tuple[d
     return blocks, views
 
 
-def _fit(blocks, counts, likes, intercept, weights) -> tuple[float, int]:
+def _fit(blocks, counts, likes, intercept: float | None, weights) -> tuple[float, int]:
     """Penalized binomial likelihood of the first len(counts) views, maximized block by block from
-    the given coefficients (``weights`` is updated in place); returns (intercept, sweeps)."""
+    the given coefficients (``weights`` is updated in place; no intercept yet: the first fit starts
+    from the overall rate); returns (intercept, sweeps)."""
     rows = len(counts)
-    if intercept == 0.0:
+    if intercept is None:
         rate = np.clip(likes.sum() / max(counts.sum(), 1), 1e-6, 1 - 1e-6)
         intercept = float(np.log(rate / (1 - rate)))
     parts = {name: (block.index[:rows], np.broadcast_to(block.value, block.index.shape)[:rows])
