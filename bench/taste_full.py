@@ -19,9 +19,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
@@ -40,10 +37,7 @@ def main() -> None:
     started = time.perf_counter()
     # As training.load_version, with RECSYS_TASTE_DAY_ROWS from the environment: the version may predate it.
     manifest = training.read_manifest(args.version)
-    table = pd.read_parquet(args.version / "post_vectors.parquet")
-    vectors = {space: table[[f"{space}_{j}" for j in range(dims)]].to_numpy(np.float32)
-               for space, dims in manifest["text_dimensions"].items()}  # fmt: skip
-    store = training._feature_store(settings, Path(manifest["extract"]), table["post_id"].to_numpy(), vectors,
+    store = training._feature_store(settings, Path(manifest["extract"]), *training.version_post_vectors(args.version),
                                     manifest["text_clusters"], settings.taste_day_rows,
                                     Path(tempfile.mkdtemp()))  # a folder of its own: fit, never load  # fmt: skip
     store._build_profiles(args.space)

@@ -106,14 +106,20 @@ def prepare(settings, extract_path: Path) -> Path:
     return version_dir
 
 
-def load_version(version_dir: Path, settings) -> tuple[FeatureStore, Split]:
+def version_post_vectors(version_dir: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(post ids, text components per variant) as prepare saved them for a version."""
     manifest = read_manifest(version_dir)
     table = pd.read_parquet(version_dir / "post_vectors.parquet")
     vectors = {
         variant: table[[f"{variant}_{j}" for j in range(dims)]].to_numpy(np.float32)
         for variant, dims in manifest["text_dimensions"].items()
     }
-    store = _feature_store(settings, Path(manifest["extract"]), table["post_id"].to_numpy(), vectors,
+    return table["post_id"].to_numpy(), vectors
+
+
+def load_version(version_dir: Path, settings) -> tuple[FeatureStore, Split]:
+    manifest = read_manifest(version_dir)
+    store = _feature_store(settings, Path(manifest["extract"]), *version_post_vectors(version_dir),
                            manifest["text_clusters"], manifest["taste_day_rows"], version_dir)  # fmt: skip
     return store, load_version_split(version_dir)
 
