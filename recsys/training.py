@@ -124,13 +124,20 @@ def load_version(version_dir: Path, settings) -> tuple[FeatureStore, Split]:
     return store, load_version_split(version_dir)
 
 
+def _training_frame(store: FeatureStore, path: Path, space: str) -> pd.DataFrame:
+    """Features of sampled views with their target and user-day group, each user's day together."""
+    views = pd.read_parquet(path).sort_values(["user_id", "timestamp"], ignore_index=True)
+    user_days = views.groupby(["user_id", views["timestamp"].dt.floor("D")], sort=False).ngroup()
+    frame = store.features(views, space)
+    frame["target"], frame["user_day"] = views["target"].to_numpy(), user_days.to_numpy()
+    return frame
+
+
 def train_model(version_dir: Path, kind: str, settings, store: FeatureStore | None = None) -> dict:
     store = store or load_version(version_dir, settings)[0]
     space = models.TEXT_SPACE[kind]
-    train = pd.read_parquet(version_dir / "train.parquet")
-    valid = pd.read_parquet(version_dir / "valid.parquet")
-    model, info = models.train(kind, store.features(train, space), train["target"],
-                               store.features(valid, space), valid["target"], settings)  # fmt: skip
+    model, info = models.train(kind, _training_frame(store, version_dir / "train.parquet", space),
+                               _training_frame(store, version_dir / "valid.parquet", space), settings)  # fmt: skip
     model.save_model(str(version_dir / f"{kind}.cbm"))
     write_json(version_dir / f"{kind}.json", info)
     return info
