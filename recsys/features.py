@@ -130,8 +130,11 @@ class FeatureStore:
 
     def __init__(self, extract_path: Path, post_ids: np.ndarray, post_vectors: dict[str, np.ndarray],
                  text_clusters: int = 64, memory_limit: str = "", spill_dir: Path | None = None,
-                 taste_day_rows: int = 30_000, taste_dir: Path | None = None):  # fmt: skip
+                 taste_day_rows: int = 30_000, taste_dir: Path | None = None,
+                 cluster_vectors: dict[str, np.ndarray] | None = None):  # fmt: skip
         """post_vectors: text components per variant, one row per post in the order of post_ids.
+        cluster_vectors: the vectors each variant's text clusters are found in, rows as post_vectors
+        (default: post_vectors themselves).
 
         taste_day_rows: at most this many views of each day (a hash sample) go into the joint taste
         model's fits (``recsys.taste``). taste_dir: where those fits are kept; a store that finds a
@@ -150,6 +153,7 @@ class FeatureStore:
             self.con.execute(f"SET temp_directory = '{spill_dir}'")
         self.post_ids = np.asarray(post_ids)
         self.post_vectors = post_vectors
+        self.cluster_vectors = cluster_vectors or post_vectors
         self.text_clusters = text_clusters
         self.taste_day_rows = taste_day_rows
         self.taste_dir = taste_dir
@@ -201,7 +205,7 @@ class FeatureStore:
 
         # Clustered in post_id order, so that the clusters do not depend on the order of the input.
         order = np.argsort(self.post_ids, kind="stable")
-        unit_vectors = _normalized(self.post_vectors[variant][order])
+        unit_vectors = _normalized(self.cluster_vectors[variant][order])
         clusters = min(self.text_clusters, len(np.unique(unit_vectors, axis=0)))
         labels = KMeans(n_clusters=clusters, n_init=4, random_state=0).fit_predict(unit_vectors)
         self.con.register("clusters_frame", pd.DataFrame({"post_id": self.post_ids[order], "cluster": labels}))

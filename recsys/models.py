@@ -98,7 +98,10 @@ def train(kind: str, train_frame: pd.DataFrame, valid_frame: pd.DataFrame, setti
     seconds = time.perf_counter() - started
     best = model.get_best_iteration()
     scores = {name: values[best] for name, values in model.get_evals_result()["validation"].items()}
-    log.info("trained %s on %s rows in %.1f s (best iteration %d, valid QueryAUC %.4f, AUC %.4f)", kind,
+    # QueryAUC counts a user-day without both a like and a non-like as 0: report the mean AUC over the others.
+    outcomes = valid_frame.groupby("user_day")["target"].nunique()
+    scores[params["eval_metric"]] *= len(outcomes) / max((outcomes == 2).sum(), 1)
+    log.info("trained %s on %s rows in %.1f s (best iteration %d, valid AUC within user-days %.4f, overall %.4f)", kind,
              f"{len(train_frame):,}", seconds, best, scores[params["eval_metric"]], scores["AUC"])  # fmt: skip
     importance = dict(zip(columns, np.round(model.get_feature_importance(), 2).tolist(), strict=True))
     info = {

@@ -4,6 +4,10 @@
 - ``test``: sentence embeddings (all-MiniLM-L6-v2 by default, any sentence-transformers folder via
   ``RECSYS_EMBEDDING_MODEL``) reduced with PCA.
 
+Each variant's text clusters (``recsys.features``) are found in fuller vectors than those few
+components, which blur neighbouring sub-themes together: 50 LSA components of the same TF-IDF
+(control), the whole embedding (test).
+
 Embedding is slow on CPU (about 20 long texts/s on 2 cores), so embeddings are cached by the
 SHA-1 of the text under ``RECSYS_DATA_DIR/cache/embeddings/<model key>.parquet``: a nightly run
 embeds only new or changed posts. Models are loaded offline; nothing is downloaded at run time.
@@ -25,6 +29,7 @@ log = logging.getLogger(__name__)
 
 VARIANTS = ("control", "test")
 TFIDF_COMPONENTS = 10
+TFIDF_CLUSTER_COMPONENTS = 50
 
 
 def default_embedding_model() -> str:
@@ -84,12 +89,13 @@ def sentence_embeddings(texts: list[str], model_path: str, cache_dir: Path, prog
     return np.stack([cached[h] for h in hashes]).astype(np.float32)
 
 
-def tfidf_components(texts: list[str], seed: int = 0) -> np.ndarray:
+def tfidf_components(texts: list[str], components: int = TFIDF_COMPONENTS, seed: int = 0) -> np.ndarray:
     from sklearn.decomposition import TruncatedSVD
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     matrix = TfidfVectorizer(min_df=2, max_df=0.9, sublinear_tf=True, stop_words="english").fit_transform(texts)
-    return TruncatedSVD(n_components=TFIDF_COMPONENTS, random_state=seed).fit_transform(matrix).astype(np.float32)
+    components = min(components, max(matrix.shape[1] - 1, 1))  # a small corpus has few terms
+    return TruncatedSVD(n_components=components, random_state=seed).fit_transform(matrix).astype(np.float32)
 
 
 def embedding_components(embeddings: np.ndarray, components: int, seed: int = 0) -> np.ndarray:
@@ -99,11 +105,11 @@ def embedding_components(embeddings: np.ndarray, components: int, seed: int = 0)
     return PCA(n_components=components, random_state=seed).fit_transform(embeddings).astype(np.float32)
 
 
-def post_text_vectors(variant: str, texts: list[str], settings) -> np.ndarray:
-    """The variant's text components for each post, in the order of texts."""
+def post_text_vectors(variant: str, texts: list[str], settings) -> tuple[np.ndarray, np.ndarray]:
+    """(the variant's text components, the vectors its text clusters are found in), rows in the order of texts."""
     if variant == "control":
-        return tfidf_components(texts)
+        return tfidf_components(texts), tfidf_components(texts, TFIDF_CLUSTER_COMPONENTS)
     if variant == "test":
         embeddings = sentence_embeddings(texts, settings.embedding_model, settings.data_dir / "cache" / "embeddings")
-        return embedding_components(embeddings, settings.embedding_components)
+        return embedding_components(embeddings, settings.embedding_components), embeddings
     raise ValueError(f"unknown model variant {variant!r}; expected one of {', '.join(VARIANTS)}")

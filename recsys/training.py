@@ -53,12 +53,13 @@ def _remove_version(settings, version_dir: Path, reason: str) -> None:
     log.info("removed models %s: %s", version_dir.name, reason)
 
 
-def _feature_store(settings, extract_path: Path, post_ids, vectors, text_clusters: int, taste_day_rows: int,
-                   version_dir: Path) -> FeatureStore:  # fmt: skip
+def _feature_store(settings, extract_path: Path, post_ids, vectors, cluster_vectors, text_clusters: int,
+                   taste_day_rows: int, version_dir: Path) -> FeatureStore:  # fmt: skip
     """The extract's feature store, its DuckDB bounded by RECSYS_DUCKDB_MEMORY_LIMIT (spilling to tmp/);
     the taste model's fits are kept in the version folder, made once for all of its tasks."""
     return FeatureStore(extract_path, post_ids, vectors, text_clusters, settings.duckdb_memory_limit,
-                        settings.data_dir / "tmp" / "duckdb", taste_day_rows, version_dir / "taste")  # fmt: skip
+                        settings.data_dir / "tmp" / "duckdb", taste_day_rows, version_dir / "taste",
+                        cluster_vectors)  # fmt: skip
 
 
 def prepare(settings, extract_path: Path) -> Path:
@@ -74,15 +75,17 @@ def prepare(settings, extract_path: Path) -> Path:
     version_dir.mkdir(parents=True)
     posts = pq.read_table(extract_path / "post_text_df.parquet").to_pandas()
     texts = posts["text"].fillna("").tolist()
-    vectors = {variant: post_text_vectors(variant, texts, settings) for variant in VARIANTS}
-    table = pd.DataFrame({"post_id": posts["post_id"]})
-    for variant, matrix in vectors.items():
-        for j in range(matrix.shape[1]):
-            table[f"{variant}_{j}"] = matrix[:, j]
-    table.to_parquet(version_dir / "post_vectors.parquet", index=False)
+    vectors, cluster_vectors = {}, {}
+    for variant in VARIANTS:
+        vectors[variant], cluster_vectors[variant] = post_text_vectors(variant, texts, settings)
+    columns = {"post_id": posts["post_id"]}
+    for variant in VARIANTS:
+        columns.update({f"{variant}_{j}": column for j, column in enumerate(vectors[variant].T)})
+        columns.update({f"{variant}_cluster_{j}": column for j, column in enumerate(cluster_vectors[variant].T)})
+    pd.DataFrame(columns).to_parquet(version_dir / "post_vectors.parquet", index=False)
 
-    store = _feature_store(settings, extract_path, posts["post_id"].to_numpy(), vectors, settings.text_clusters,
-                           settings.taste_day_rows, version_dir)  # fmt: skip
+    store = _feature_store(settings, extract_path, posts["post_id"].to_numpy(), vectors, cluster_vectors,
+                           settings.text_clusters, settings.taste_day_rows, version_dir)  # fmt: skip
     split = time_split(*store.days(), settings.valid_days, settings.test_days)
     train = sample_views(store, *split.train, settings.train_rows, settings.seed)
     valid = sample_views(store, *split.valid, max(1_000, settings.train_rows // 4), settings.seed)
@@ -95,6 +98,7 @@ def prepare(settings, extract_path: Path) -> Path:
         "train_views": len(train),
         "valid_views": len(valid),
         "text_dimensions": {variant: matrix.shape[1] for variant, matrix in vectors.items()},
+        "cluster_dimensions": {variant: matrix.shape[1] for variant, matrix in cluster_vectors.items()},
         "text_clusters": settings.text_clusters,
         "taste_day_rows": settings.taste_day_rows,
         "embedding_model": settings.embedding_model,
@@ -106,15 +110,20 @@ def prepare(settings, extract_path: Path) -> Path:
     return version_dir
 
 
-def version_post_vectors(version_dir: Path) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """(post ids, text components per variant) as prepare saved them for a version."""
+def version_post_vectors(version_dir: Path) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray] | None]:
+    """(post ids, text components per variant, the vectors its text clusters are found in) as prepare
+    saved them for a version (a version made before the cluster vectors has None: its clusters were
+    found in the components)."""
     manifest = read_manifest(version_dir)
     table = pd.read_parquet(version_dir / "post_vectors.parquet")
-    vectors = {
-        variant: table[[f"{variant}_{j}" for j in range(dims)]].to_numpy(np.float32)
-        for variant, dims in manifest["text_dimensions"].items()
-    }
-    return table["post_id"].to_numpy(), vectors
+
+    def matrices(dimensions: dict, infix: str) -> dict[str, np.ndarray]:
+        return {variant: table[[f"{variant}{infix}_{j}" for j in range(dims)]].to_numpy(np.float32)
+                for variant, dims in dimensions.items()}  # fmt: skip
+
+    cluster_dimensions = manifest.get("cluster_dimensions")
+    return (table["post_id"].to_numpy(), matrices(manifest["text_dimensions"], ""),
+            matrices(cluster_dimensions, "_cluster") if cluster_dimensions else None)  # fmt: skip
 
 
 def load_version(version_dir: Path, settings) -> tuple[FeatureStore, Split]:

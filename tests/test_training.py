@@ -37,6 +37,8 @@ def test_versioned_artifacts_with_manifests(trained):
         info = json.loads((version_dir / f"{kind}.json").read_text())
         assert info == json.loads(json.dumps(infos[kind]))
         assert info["train_rows"] == manifest["train_views"] and info["valid_auc"] > 0.5
+        assert 0.5 < info["valid_query_auc"] <= 1  # early stopping's measure: the order within user-days
+        assert info["offset"] == (None if kind == "recipe" else "taste_model_logit")
     assert "user_like_rate" in infos["control"]["features"] and "user_like_rate" not in infos["recipe"]["features"]
     assert [f for f in infos["control"]["features"] if not f.startswith("text_")] == [
         f for f in infos["test"]["features"] if not f.startswith("text_")
