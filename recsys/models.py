@@ -70,11 +70,11 @@ def catboost_params(settings) -> dict:
     }
 
 
-def offset(kind: str, frame: pd.DataFrame) -> np.ndarray | None:
-    """The log-odds a kind's predictions start from (None: from CatBoost's own starting value)."""
-    if kind not in OFFSET_KINDS:
+def _offset(frame: pd.DataFrame, column: str | None) -> np.ndarray | None:
+    """The log-odds predictions start from: the column's values, or None (CatBoost's own start)."""
+    if column is None:
         return None
-    return np.nan_to_num(frame[OFFSET].to_numpy(np.float64), nan=0.0)  # no fit or unknown post: no taste
+    return np.nan_to_num(frame[column].to_numpy(np.float64), nan=0.0)  # no fit or unknown post: no taste
 
 
 def train(kind: str, train_frame: pd.DataFrame, valid_frame: pd.DataFrame, settings):
@@ -86,21 +86,24 @@ def train(kind: str, train_frame: pd.DataFrame, valid_frame: pd.DataFrame, setti
     from catboost import CatBoostClassifier
 
     columns, categorical = feature_columns(kind, train_frame)
+    offset = OFFSET if kind in OFFSET_KINDS else None
     params = catboost_params(settings)
     model = CatBoostClassifier(**params)
     started = time.perf_counter()
     model.fit(
-        _pool(kind, train_frame, columns, categorical),
-        eval_set=_pool(kind, valid_frame, columns, categorical),
+        _pool(train_frame, columns, categorical, offset),
+        eval_set=_pool(valid_frame, columns, categorical, offset),
         verbose=max(1, params["iterations"] // 5),
         log_cout=sys.stderr,  # progress goes where logs go; stdout stays for results
     )
     seconds = time.perf_counter() - started
+    if offset:  # kept in the model file, so that every prediction starts where training did
+        model.get_metadata()["offset"] = offset
     best = model.get_best_iteration()
     scores = {name: values[best] for name, values in model.get_evals_result()["validation"].items()}
     # QueryAUC counts a user-day without both a like and a non-like as 0: report the mean AUC over the others.
     outcomes = valid_frame.groupby("user_day")["target"].nunique()
-    scores[params["eval_metric"]] *= len(outcomes) / max((outcomes == 2).sum(), 1)
+    scores[params["eval_metric"]] *= len(outcomes) / max(int((outcomes == 2).sum()), 1)
     log.info("trained %s on %s rows in %.1f s (best iteration %d, valid AUC within user-days %.4f, overall %.4f)", kind,
              f"{len(train_frame):,}", seconds, best, scores[params["eval_metric"]], scores["AUC"])  # fmt: skip
     importance = dict(zip(columns, np.round(model.get_feature_importance(), 2).tolist(), strict=True))
@@ -112,7 +115,7 @@ def train(kind: str, train_frame: pd.DataFrame, valid_frame: pd.DataFrame, setti
         "train_rows": len(train_frame),
         "valid_rows": len(valid_frame),
         "seconds": round(seconds, 1),
-        "offset": OFFSET if kind in OFFSET_KINDS else None,
+        "offset": offset,
         "best_iteration": best,
         "valid_query_auc": round(scores[params["eval_metric"]], 4),
         "valid_auc": round(scores["AUC"], 4),
@@ -121,11 +124,11 @@ def train(kind: str, train_frame: pd.DataFrame, valid_frame: pd.DataFrame, setti
     return model, info
 
 
-def _pool(kind: str, frame: pd.DataFrame, columns: list[str], categorical: list[str]):
+def _pool(frame: pd.DataFrame, columns: list[str], categorical: list[str], offset: str | None):
     from catboost import Pool
 
     return Pool(frame[columns], frame["target"].to_numpy(), cat_features=categorical,
-                group_id=frame["user_day"].to_numpy(), baseline=offset(kind, frame))  # fmt: skip
+                group_id=frame["user_day"].to_numpy(), baseline=_offset(frame, offset))  # fmt: skip
 
 
 def predict(model, kind: str, frame: pd.DataFrame) -> np.ndarray:
@@ -134,7 +137,7 @@ def predict(model, kind: str, frame: pd.DataFrame) -> np.ndarray:
 
     columns, categorical = feature_columns(kind, frame)
     raw = model.predict(Pool(frame[columns], cat_features=categorical), prediction_type="RawFormulaVal")
-    start = offset(kind, frame)
+    start = _offset(frame, model.get_metadata().get("offset"))
     return expit(raw if start is None else raw + start)
 
 

@@ -82,6 +82,15 @@ def test_text_vectors_follow_post_ids_not_row_order(tiny_extract, vectors):
     assert forward["text_0"].to_numpy() == pytest.approx(by_space["control"][:5, 0])
 
 
+def test_text_clusters_are_found_in_the_cluster_vectors(tiny_extract, vectors):
+    post_ids, by_space = vectors
+    halves = np.arange(len(post_ids)) % 2  # two groups the components know nothing of
+    fuller = {"control": np.eye(2, dtype=np.float32)[halves] + 0.01 * by_space["control"][:, :2]}
+    store = FeatureStore(tiny_extract[0], post_ids, by_space, text_clusters=2, cluster_vectors=fuller)
+    labels = store.entities("control")[1].set_index("post_id").loc[post_ids, "cluster"].to_numpy()
+    assert (labels == halves).all() or (labels == 1 - halves).all()
+
+
 def test_time_split_keeps_test_days_last_and_apart():
     split = time_split(dt.date(2021, 10, 1), dt.date(2021, 10, 30), valid_days=4, test_days=5)
     assert split.train == (dt.date(2021, 10, 1), dt.date(2021, 10, 21))

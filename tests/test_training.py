@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from recsys import text_features, training
+from recsys import models, text_features, training
 from recsys.models import MODEL_KINDS
 from tests.conftest import train_tiny
 
@@ -32,6 +32,7 @@ def test_versioned_artifacts_with_manifests(trained):
     manifest = training.read_manifest(version_dir)
     assert manifest["split"]["test"] == ["2021-10-10", "2021-10-14"]
     assert manifest["text_dimensions"] == {"control": 10, "test": 8}
+    assert manifest["cluster_dimensions"] == {"control": 50, "test": 384}  # LSA components; the whole embedding
     for kind in MODEL_KINDS:
         assert (version_dir / f"{kind}.cbm").exists()
         info = json.loads((version_dir / f"{kind}.json").read_text())
@@ -39,6 +40,7 @@ def test_versioned_artifacts_with_manifests(trained):
         assert info["train_rows"] == manifest["train_views"] and info["valid_auc"] > 0.5
         assert 0.5 < info["valid_query_auc"] <= 1  # early stopping's measure: the order within user-days
         assert info["offset"] == (None if kind == "recipe" else "taste_model_logit")
+        assert models.load(version_dir / f"{kind}.cbm").get_metadata().get("offset") == info["offset"]
     assert "user_like_rate" in infos["control"]["features"] and "user_like_rate" not in infos["recipe"]["features"]
     assert [f for f in infos["control"]["features"] if not f.startswith("text_")] == [
         f for f in infos["test"]["features"] if not f.startswith("text_")
