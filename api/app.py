@@ -5,11 +5,12 @@
 
 A known user's posts are a lookup in the current snapshot's precomputed lists (the bucket of the
 requested hour); a user in the source's ``user_data`` but not in the snapshot (signed up after the
-last batch; the API reads those every RECSYS_RELOAD_SECONDS) is scored on the fly with their
-group's model. The response carries the model version (``X-Model-Version``), the snapshot
-(``X-Snapshot``) and a request id (``X-Request-Id``); each one is logged as an exposure. Errors
-are JSON: 422 for bad parameters (naming the parameter), 404 for an unknown user, 503 while no
-snapshot is loaded.
+last batch; the API reads those every RECSYS_RELOAD_SECONDS) is scored on the fly by what serves
+their group's fresh users (its model, or the baseline the nightly gate chose instead). The response
+carries the model version (``X-Model-Version``), what ranked it (``X-Served-By``: a model kind or a
+baseline), the snapshot (``X-Snapshot``) and a request id (``X-Request-Id``); each one is logged as
+an exposure. Errors are JSON: 422 for bad parameters (naming the parameter), 404 for an unknown
+user, 503 while no snapshot is loaded.
 """
 
 from __future__ import annotations
@@ -149,13 +150,14 @@ def create_app(settings) -> Starlette:
             group = current.group_of(user_id)
         else:
             rows, group = found
+        served_by = (current.fresh_methods if fresh else current.group_methods)[group]
         request_id = f"{request_ids.prefix}{next(request_ids.counter):x}"
         body = current.render(group, rows)
         served_at = time.time_ns() // 1000  # microseconds: a tenth of the cost of a datetime
         exposures.append((request_id, user_id, group, current.models_version, current.id, fresh, when, served_at,
-                          [current.post_ids[row] for row in rows]))  # fmt: skip
-        headers = [(b"x-model-version", current.models_version.encode()), (b"x-snapshot", current.id.encode()),
-                   (b"x-request-id", request_id.encode())]  # fmt: skip
+                          [current.post_ids[row] for row in rows], served_by))  # fmt: skip
+        headers = [(b"x-model-version", current.models_version.encode()), (b"x-served-by", served_by.encode()),
+                   (b"x-snapshot", current.id.encode()), (b"x-request-id", request_id.encode())]  # fmt: skip
         return EncodedJSON(body, headers)
 
     async def health(request: Request) -> Response:
@@ -169,7 +171,7 @@ def create_app(settings) -> Starlette:
         """
         summary: A snapshot is loaded, and which
         responses:
-          200: {description: "ready: the snapshot and the model version served"}
+          200: {description: "ready: the snapshot, models version, what serves each group (group_methods, ...)"}
           503: {description: not ready}
         """
         current = watcher.current
@@ -177,7 +179,8 @@ def create_app(settings) -> Starlette:
             return JSONResponse({"ready": False, "reason": watcher.last_error or "loading"}, status_code=503)
         return JSONResponse({
             "ready": True, "snapshot": current.id, "models_version": current.models_version,
-            "group_models": current.manifest["group_models"],
+            "group_models": current.manifest["group_models"], "group_methods": current.group_methods,
+            "fresh_methods": current.fresh_methods,
             "users": len(current.user_ids),
             "loaded_at": dt.datetime.fromtimestamp(current.loaded_at, dt.UTC).isoformat(timespec="seconds"),
             "fresh_users": len(watcher.fresh_users), "last_error": watcher.last_error,

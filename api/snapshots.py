@@ -50,6 +50,17 @@ class LoadedSnapshot:
     def models_version(self) -> str:
         return self.manifest["models_version"]
 
+    @property
+    def group_methods(self) -> dict[str, str]:
+        """group -> the method its known users are served by (a snapshot from before the gate chose
+        baselines names none: each group's model served it)."""
+        return self.manifest.get("group_methods", self.manifest["group_models"])
+
+    @property
+    def fresh_methods(self) -> dict[str, str]:
+        """group -> the method its fresh users (not in the snapshot) are served by."""
+        return self.manifest.get("fresh_methods", self.manifest["group_models"])
+
     def group_of(self, user_id: int) -> str:
         return ab.assign_group(user_id, self.manifest["ab"]["salt"], self.manifest["ab"]["test_share"])
 
@@ -85,13 +96,16 @@ class LoadedSnapshot:
 
 class FreshScorer:
     """Ranks posts for users who signed up after the snapshot, as precompute ranks everyone else: the
-    group's model over the same serving features (no history of their own) and the same cohort
-    candidates. Built when a snapshot loads, so no request waits for a model to load."""
+    method serving the group's fresh users (its model, or a baseline) over the same serving features
+    (no history of their own) and the same cohort candidates. Built when a snapshot loads, so no
+    request waits for a model to load."""
 
-    def __init__(self, folder: Path, kind: str, candidates: int, cohorts: pd.DataFrame):
-        """cohorts: one user row per cohort the snapshot knows, whose candidates are listed now."""
-        self.model, self.kind, self.candidates = models.load(folder / "models" / f"{kind}.cbm"), kind, candidates
-        self.serving = precompute.load_serving(folder, models.TEXT_SPACE[kind], own_history=False)
+    def __init__(self, folder: Path, method: str, space: str, candidates: int, cohorts: pd.DataFrame):
+        """space: the group's text space; cohorts: one user row per cohort the snapshot knows, whose
+        candidates are listed now."""
+        self.model, self.method = precompute.load_method(folder, method), method
+        self.candidates = candidates
+        self.serving = precompute.load_serving(folder, space, own_history=False)
         self.post_ids = self.serving.posts["post_id"].to_numpy()
         self._by_cohort = dict(zip(cohorts["cohort"], self._candidates_of(cohorts), strict=True))
 
@@ -104,7 +118,8 @@ class FreshScorer:
         candidates = self._by_cohort.get(user["cohort"])
         if candidates is None:
             candidates = self._by_cohort.setdefault(user["cohort"], self._candidates_of(users)[0])
-        scores = models.predict(self.model, self.kind, self.serving.features(users, candidates[None, :], when))
+        frame = self.serving.features(users, candidates[None, :], when)
+        scores = precompute.method_scores(self.model, self.method, frame)
         return self.post_ids[candidates[np.argsort(-scores, kind="stable")]]
 
 
@@ -131,8 +146,6 @@ def load_snapshot(folder: Path) -> LoadedSnapshot:
         f"SELECT DISTINCT ON (cohort) * FROM read_parquet('{folder / 'users.parquet'}') ORDER BY cohort, user_id"
     ).df()
     con.close()
-    by_kind = {kind: FreshScorer(folder, kind, manifest["candidates"], cohorts)
-               for kind in set(manifest["group_models"].values())}  # fmt: skip
     user_rows = np.searchsorted(user_ids, ranked["user_id"])
     keys = user_rows * buckets + ranked["bucket"].astype(np.int64)
     offsets = np.searchsorted(keys, np.arange(len(user_ids) * buckets + 1)).astype(np.int64)
@@ -142,8 +155,13 @@ def load_snapshot(folder: Path) -> LoadedSnapshot:
                             user_groups=[str(g) for g in users["group"]], offsets=offsets,
                             post_rows=post_rows, post_json=post_json, post_index=post_index,
                             post_ids=post_index.to_numpy().tolist(),
-                            fresh_scorers={group: by_kind[kind] for group, kind in manifest["group_models"].items()},
                             loaded_at=time.time(), folder=folder)  # fmt: skip
+    scorers = {}  # one per (method, text space): groups served alike share it
+    for group, method in loaded.fresh_methods.items():
+        key = (method, models.TEXT_SPACE[manifest["group_models"][group]])
+        if key not in scorers:
+            scorers[key] = FreshScorer(folder, *key, manifest["candidates"], cohorts)
+        loaded.fresh_scorers[group] = scorers[key]
     log.info("loaded snapshot %s: %s users, %s recommendations, %s posts in %.2f s", folder.name,
              f"{len(user_ids):,}", f"{len(post_rows):,}", f"{len(post_json):,}",
              time.perf_counter() - started)  # fmt: skip

@@ -2,8 +2,10 @@
 
 One server-rendered page (no JavaScript) shows, read fresh from ``RECSYS_DATA_DIR`` on every request:
 
-- the published models version (``models/CURRENT``), its evaluation table (every method × metric) and chart;
-- the current snapshot's manifest: id, models version, cutoff, users, recommendation rows, A/B split;
+- the published models version (``models/CURRENT``), the gate's decisions (model or best baseline per model
+  kind, with the numbers and the reason), its evaluation table (every method × metric) and chart;
+- the current snapshot's manifest: id, models version, what serves each group, cutoff, users, recommendation
+  rows, A/B split;
 - the live API's ``/ready`` answer when ``RECSYS_API_URL`` is set;
 - the newest A/B report under ``reports/ab/`` with the charts beside it.
 
@@ -95,6 +97,24 @@ def _evaluation_table(report: dict) -> str:
     return f'<table class="grid"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
 
 
+def _serving_table(decisions: dict) -> str:
+    """The gate's decision per model kind: what serves its groups' known and fresh users, and why."""
+    header = ("model", "served by", "fresh users served by", "served HR@5", "best baseline HR@5",
+              "difference [95% CI]", "users", "reason")  # fmt: skip
+    body = []
+    for kind, decision in decisions["kinds"].items():
+        low, high = decision["ci95"] or [None, None]
+        reasons = [decision["reason"]] + ([decision["fresh"]["reason"]] if decision["fresh"] else [])
+        cells = [kind, decision["served_by"], decision["fresh_served_by"], _number(decision["hit_rate"]),
+                 _number(decision["baseline_hit_rate"]),
+                 f"{_number(decision['difference'])} [{_number(low)}, {_number(high)}]", decision["users"],
+                 "; ".join(reasons)]  # fmt: skip
+        failed = "" if decision["passed"] else ' class="warn"'
+        body.append(f"<tr{failed}>" + "".join(f"<td>{e(str(cell))}</td>" for cell in cells) + "</tr>")
+    head = "".join(f"<th>{e(name)}</th>" for name in header)
+    return f'<table class="grid"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+
+
 def models_section(settings) -> str:
     from recsys import training
     from recsys.files import read_json
@@ -104,9 +124,16 @@ def models_section(settings) -> str:
     parts = []
     if version is None:
         parts.append(_note("No models published yet (models/CURRENT does not exist): the nightly DAG publishes "
-                           "a version once it passes the quality gate."))  # fmt: skip
+                           "each version its quality gate has decided on."))  # fmt: skip
     else:
         parts.append(f"<p>Published version: <code>{e(version)}</code></p>")
+        decisions = training.read_serving(settings.models_dir / version)
+        if decisions is None:
+            parts.append(_note(f"{version} has no gate decisions (serving.json): each model serves its groups."))
+        else:
+            parts.append(f"<p>What serves each model's groups (best baseline: "
+                         f"<code>{e(decisions['best_baseline'])}</code>):</p>")  # fmt: skip
+            parts.append(_serving_table(decisions))
         evaluation = settings.evaluations_dir / version / "evaluation.json"
         if not evaluation.exists():
             parts.append(_note(f"No evaluation of {version} yet ({evaluation} does not exist)."))
@@ -125,8 +152,9 @@ def models_section(settings) -> str:
             else:
                 parts.append(_note("The evaluation has no chart (evaluation.png is missing)."))
     if evaluated and evaluated[-1] != version:
-        parts.append(_note(f"The newest evaluated version, {evaluated[-1]}, is not the published one: the quality "
-                           "gate may have stopped it (see the nightly DAG's gate task log).", "warn"))  # fmt: skip
+        parts.append(_note(f"The newest evaluated version, {evaluated[-1]}, is not the published one: its run "
+                           "stopped before the quality gate published it (see the nightly DAG's task logs).",
+                           "warn"))  # fmt: skip
     return "".join(parts)
 
 
@@ -144,9 +172,13 @@ def snapshot_section(settings, models_version: str | None) -> str:
     manifest = read_json(manifest_path)
     ab = manifest.get("ab") or {}
     groups = ", ".join(f"{group}: {count:,}" for group, count in sorted((ab.get("users") or {}).items()))
+    group_models = manifest.get("group_models") or {}
+    known, fresh = manifest.get("group_methods", group_models), manifest.get("fresh_methods", group_models)
+    served = "; ".join(f"{group}: {known[group]} (fresh users: {fresh[group]})" for group in sorted(group_models))
     pairs = [
         ("snapshot", snapshot_id),
         ("models version", manifest.get("models_version", "–")),
+        ("served by", served or "–"),
         ("cutoff", manifest.get("cutoff", "–")),
         ("users", f"{manifest.get('users', 0):,}"),
         ("recommendation rows", f"{sum((manifest.get('recommendation_rows') or {}).values()):,}"),

@@ -56,8 +56,8 @@ def gather(settings, since: dt.datetime | None = None, until: dt.datetime | None
                 "AND ($until::TIMESTAMP IS NULL OR time < $until::TIMESTAMP)",
                 {"since": since, "until": until})  # fmt: skip
     exposures = con.sql("SELECT * FROM analysed").to_arrow_table()
-    served_by = con.execute("SELECT exp_group, snapshot, model_version, count(*) AS exposures FROM analysed "
-                            "GROUP BY ALL ORDER BY ALL").df()  # fmt: skip
+    served_by = con.sql("SELECT exp_group, snapshot, model_version, served_by AS method, count(*) AS exposures "
+                        "FROM analysed GROUP BY ALL ORDER BY ALL").to_arrow_table().to_pylist()  # fmt: skip
     con.close()
     if exposures.num_rows == 0:
         window = f" between {since or 'the start'} and {until or 'now'}" if since or until else ""
@@ -85,7 +85,7 @@ def write_report(settings, since: dt.datetime | None = None, until: dt.datetime 
         summary = {
             "run": run_id, "period": period, "window_minutes": settings.ab_window_minutes,
             "salt": settings.ab_salt, "users_in_both_groups": len(result.both_groups),
-            "served_by": served_by.to_dict("records"), **analysis,
+            "served_by": served_by, **analysis,
         }  # fmt: skip
         write_json(staging / "analysis.json", summary)
         results = abstats.results_rows(analysis)
@@ -130,8 +130,9 @@ def markdown(summary: dict, both_groups: pd.DataFrame) -> str:
         f"{summary['window_minutes']} minutes after it; each like counts once",
         f"- users served by both groups (left out): {summary['users_in_both_groups']}"
         + (f" (e.g. {', '.join(map(str, both_groups['user_id'].head(5)))})" if len(both_groups) else ""),
-        "- served by: " + "; ".join(f"{row['exp_group']}: snapshot {row['snapshot']}, models {row['model_version']} "
-                                    f"({row['exposures']:,} exposures)" for row in summary["served_by"]),
+        "- served by: " + "; ".join(f"{row['exp_group']}: snapshot {row['snapshot']}, models {row['model_version']}"
+                                    + (f", ranked by {row['method']}" if row["method"] else "")
+                                    + f" ({row['exposures']:,} exposures)" for row in summary["served_by"]),
         "",
         "| group | users | exposures per user | attributed likes per user | hit rate |",
         "|---|---:|---:|---:|---:|",

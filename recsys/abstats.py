@@ -26,6 +26,9 @@ verdict (letting any of several tests decide would inflate the false-positive ra
 alert (p < srm_alpha) makes the result "invalid (SRM)" whatever the tests say: a broken assignment or
 log biases every comparison. An empty group among many users is therefore an SRM; too few users or no
 variance at all leaves the primary test undefined, which reads "no significant difference".
+
+``paired_bootstrap_ci`` serves the nightly gate (``recsys.training``): a model against the best
+baseline, both ranked for the same users.
 """
 
 from __future__ import annotations
@@ -261,6 +264,24 @@ def bootstrap_diff(control, test, alpha: float, resamples: int, seed: int) -> di
 
 def _mean_diff(test: np.ndarray, control: np.ndarray, axis: int = -1) -> np.ndarray:
     return test.mean(axis=axis) - control.mean(axis=axis)
+
+
+def paired_bootstrap_ci(differences, resamples: int, seed: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap CI of the mean of paired differences (one per unit, e.g. per user: both
+    values measured on the same unit), the units resampled with replacement. Resampling the
+    differences, not each side on its own, keeps the pairing, so what both sides share cancels."""
+    values = np.asarray(differences, dtype=float)
+    if len(values) == 0:
+        raise ValueError("a paired bootstrap needs at least one difference")
+    rng = np.random.default_rng(seed)
+    means = np.empty(resamples)
+    per_batch = max(1, BOOTSTRAP_BATCH_VALUES // len(values))
+    for start in range(0, resamples, per_batch):
+        count = min(per_batch, resamples - start)
+        means[start : start + count] = values[rng.integers(0, len(values), (count, len(values)))].mean(axis=1)
+    tail = (1.0 - confidence) / 2.0
+    low, high = np.quantile(means, [tail, 1.0 - tail])
+    return float(low), float(high)
 
 
 def decide(srm: dict, metrics: dict, alpha: float) -> dict:

@@ -4,7 +4,8 @@
 - ``users``: the snapshot's users with their A/B group and shard
 - ``posts``: post_id, text, topic
 - ``evaluations``: one row per model version and method (every evaluation run kept)
-- ``exposures``: every API response (request_id, user_id, exp_group, model_version, time, post_ids, ...)
+- ``exposures``: every API response (request_id, user_id, exp_group, model_version, served_by, time, post_ids,
+  ...); served_by is NULL in rows logged before it was
 - ``ab_results``: one row per A/B report run, metric and test (p-value, difference, CI, verdict)
 
 Plain DuckDB works the same way on the files (paths in docs/architecture.md).
@@ -46,8 +47,11 @@ def connect(settings):
     else:
         con.execute("CREATE VIEW evaluations AS SELECT NULL::VARCHAR AS version, NULL::VARCHAR AS method WHERE false")
     if any(settings.exposures_dir.glob("day=*/*.parquet")):
-        con.execute(f"CREATE VIEW exposures AS SELECT * FROM read_parquet('{settings.exposures_dir}/*/*.parquet', "
-                    "hive_partitioning = true)")  # fmt: skip
+        logged = f"read_parquet('{settings.exposures_dir}/*/*.parquet', hive_partitioning = true, union_by_name = true)"
+        columns = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {logged}").fetchall()}
+        # Files logged before served_by existed lack it (their rows read NULL), and so may every file.
+        served_by = "" if "served_by" in columns else ", NULL::VARCHAR AS served_by"
+        con.execute(f"CREATE VIEW exposures AS SELECT *{served_by} FROM {logged}")
     else:
         con.register("empty_exposures", pa.table({f.name: pa.array([], f.type) for f in EXPOSURE_SCHEMA}))
         con.execute("CREATE VIEW exposures AS SELECT *, NULL::DATE AS day FROM empty_exposures")

@@ -28,13 +28,17 @@ class Settings:
     seed: int
     valid_days: int
     test_days: int
+    test_user_days: int
     train_rows: int
     embedding_model_setting: str
     embedding_components: int
     text_clusters: int
     taste_day_rows: int
+    collab_refit_days: int
     catboost_iterations: int
-    min_hit_rate: float
+    min_hit_rate: float | None
+    gate_bootstrap: int
+    exposure_powers: tuple[float, ...]
     eval_users: int
     ab_salt: str
     ab_test_share: float
@@ -114,6 +118,20 @@ def _env_float(name: str, default: float, low: float | None = None, high: float 
     return value
 
 
+def _env_powers(name: str, default: tuple[float, ...]) -> tuple[float, ...]:
+    """A comma-separated list of powers in [0, 4]; 0 is always among them (the probability alone)."""
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        powers = {float(part) for part in raw.split(",") if part.strip()}
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a comma-separated list of numbers") from None
+    if any(not 0 <= power <= 4 for power in powers):
+        raise ConfigError(f"{name}={raw!r}: every power must lie in [0, 4]")
+    return tuple(sorted(powers | {0.0}))
+
+
 def data_dir_from_env() -> Path:
     """RECSYS_DATA_DIR as an absolute path (default ./data): where every artifact lives."""
     return Path(os.environ.get("RECSYS_DATA_DIR") or "data").expanduser().resolve()
@@ -138,14 +156,18 @@ def load_settings() -> Settings:
         log_level=(os.environ.get("RECSYS_LOG_LEVEL") or "INFO").upper(),
         seed=_env_int("RECSYS_SEED", default=0, minimum=0),
         valid_days=_env_int("RECSYS_VALID_DAYS", default=4, minimum=1),
-        test_days=_env_int("RECSYS_TEST_DAYS", default=5, minimum=1),
+        test_days=_env_int("RECSYS_TEST_DAYS", default=1, minimum=1),
+        test_user_days=_env_int("RECSYS_TEST_USER_DAYS", default=3_500, minimum=1),
         train_rows=_env_int("RECSYS_TRAIN_ROWS", default=1_000_000, minimum=1_000),
         embedding_model_setting=os.environ.get("RECSYS_EMBEDDING_MODEL") or "",
         embedding_components=_env_int("RECSYS_EMBEDDING_COMPONENTS", default=16, minimum=2),
         text_clusters=_env_int("RECSYS_TEXT_CLUSTERS", default=64, minimum=2),
         taste_day_rows=_env_int("RECSYS_TASTE_DAY_ROWS", default=30_000, minimum=100),
+        collab_refit_days=_env_int("RECSYS_COLLAB_REFIT_DAYS", default=1, minimum=1),
         catboost_iterations=_env_int("RECSYS_CATBOOST_ITERATIONS", default=600, minimum=10),
-        min_hit_rate=_env_float("RECSYS_MIN_HITRATE", default=0.52),
+        min_hit_rate=_env_float("RECSYS_MIN_HITRATE", default=None, low=0.0, high=1.0),
+        gate_bootstrap=_env_int("RECSYS_GATE_BOOTSTRAP", default=2_000, minimum=100),
+        exposure_powers=_env_powers("RECSYS_EXPOSURE_POWERS", default=(0.0, 0.25, 0.5, 1.0)),
         eval_users=_env_int("RECSYS_EVAL_USERS", default=2_000, minimum=10),
         ab_salt=os.environ.get("RECSYS_AB_SALT") or "recsys-ab-1",
         ab_test_share=_env_float("RECSYS_AB_TEST_SHARE", default=0.5, low=0.0, high=1.0),

@@ -1,16 +1,20 @@
 """Evaluation: one API for every model and baseline, computed the same way for each.
 
 Metrics (k = 5):
-- replay HitRate@k on the test days: for each (user, day) with views, rank that day's viewed posts;
-  a hit if a liked one is in the top k. Valid because the feed was random (an unbiased sample of
-  user x post preferences). Next to it, the exact expected value of a random ranking.
-- served HitRate@k: for sampled test users at a checking time t (noon of the first test day), the k
-  posts the method would serve from all posts (already-liked ones removed); a hit if the user liked
-  one of them after t in the test days. Sparse with a random feed: a served post is rarely shown.
+- served HitRate@k, the deciding one (the original's checker): each sampled test user asks for k
+  posts at their first moment in the test days, from the posts seen before that day but those they
+  liked; a hit if they like one of them later in the test days. Known and fresh users (no history
+  before that day) are also reported apart.
 - expected HitRate@k (generated data only): mean of 1 - prod(1 - p) over the served top k, with the
-  generator's true p; the oracle serves the k posts with the highest true p. Each method's share
-  of the oracle's value says how much of the achievable it reaches.
+  generator's true p at that moment; the oracle serves the k candidates with the highest true p.
+  Each method's share of the oracle's value says how much of the achievable it reaches.
+- replay HitRate@k on the test days: for each (user, day) with views, rank that day's viewed posts;
+  a hit if a liked one is in the top k. Next to it, the exact expected value of a random ranking.
+  Unbiased only where the logged feed was random; a feed chosen by an earlier ranking biases it.
 - AUC and NDCG@k on the test views.
+
+Methods: random, the baselines of ``recsys.rankers`` (popular, trending, personal, collaborative),
+the trained models, and the oracle where a ground truth exists.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
+from recsys import rankers
 from recsys.features import ServingFeatures
 
 log = logging.getLogger(__name__)
@@ -106,6 +111,18 @@ def replay_examples(store, first: dt.date, last: dt.date, max_rows: int, seed: i
         GROUP BY user_id, post_id, day ORDER BY user_id, day, post_id""").df()
 
 
+class BaselineRanker:
+    """One of ``recsys.rankers.BASELINES``, scored from the feature frame like every other method."""
+
+    text_space = "control"
+
+    def __init__(self, method: str):
+        self.method = method
+
+    def score(self, features: pd.DataFrame, examples: pd.DataFrame) -> np.ndarray:
+        return rankers.score(self.method, features)
+
+
 class RandomRanker:
     text_space = "control"
 
@@ -116,25 +133,19 @@ class RandomRanker:
         return np.random.default_rng(self.seed).random(len(examples))
 
 
-class PopularRanker:
-    """Most-popular: the post's smoothed like-rate as of the example's day (views say nothing in a random feed)."""
-
-    text_space = "control"
-
-    def score(self, features: pd.DataFrame, examples: pd.DataFrame) -> np.ndarray:
-        return features["post_like_rate"].fillna(0).to_numpy()
-
-
 class ModelRanker:
-    def __init__(self, model, kind: str):
+    """A trained model, ranking as it is served (``models.ranking_scores``); power overrides the
+    exposure power kept in the model file."""
+
+    def __init__(self, model, kind: str, power: float | None = None):
         from recsys.models import TEXT_SPACE
 
-        self.model, self.kind, self.text_space = model, kind, TEXT_SPACE[kind]
+        self.model, self.kind, self.text_space, self.power = model, kind, TEXT_SPACE[kind], power
 
     def score(self, features: pd.DataFrame, examples: pd.DataFrame) -> np.ndarray:
-        from recsys.models import predict
+        from recsys.models import ranking_scores
 
-        return predict(self.model, self.kind, features)
+        return ranking_scores(self.model, self.kind, features, self.power)
 
 
 class OracleRanker:
@@ -162,34 +173,39 @@ class Scorers:
         frames = {space: self.store.features(examples, space, as_of_day) for space in spaces}
         return {name: ranker.score(frames[ranker.text_space], examples) for name, ranker in self.rankers.items()}
 
-    def score_all_posts(self, user_ids: np.ndarray, as_of_day: dt.date, timestamp, exclude: pd.DataFrame):
-        """(pairs, scores of every ranker) for each user x every post, user-major, but the distinct
-        (user_id, post_id) pairs in exclude.
+    def score_candidates(self, users: pd.DataFrame, candidates: np.ndarray, as_of_day: dt.date, timestamp,
+                         exclude: pd.DataFrame):  # fmt: skip
+        """(pairs, scores of every ranker) for each user x each candidate post (post ids), user-major, but
+        the (user_id, post_id) pairs in exclude. users: user_id and moment (the time a pair is asked at,
+        which the oracle's true probability depends on).
 
-        Features come from ``ServingFeatures`` as of the start of as_of_day, as precompute builds
-        them: the values the per-example query gives (a test holds them equal), but gathered from
-        tables indexed once instead of joined per pair, which a grid of users x all posts needs at
-        full scale.
+        Features come from ``ServingFeatures`` as of the start of as_of_day at the given timestamp, as
+        precompute builds them: the values the per-example query gives (a test holds them equal), but
+        gathered from tables indexed once instead of joined per pair, which a grid of users x all posts
+        needs at full scale.
         """
         spaces = {ranker.text_space for ranker in self.rankers.values()}
-        post_ids = self.store.post_ids
-        grid = pd.DataFrame(
-            {"user_id": np.repeat(user_ids, len(post_ids)), "post_id": np.tile(post_ids, len(user_ids))}
-        )
+        user_ids = users["user_id"].to_numpy()
+        grid = pd.DataFrame({"user_id": np.repeat(user_ids, len(candidates)),
+                             "post_id": np.tile(candidates, len(user_ids))})  # fmt: skip
         keep = grid.merge(exclude, how="left", indicator=True)["_merge"].eq("left_only").to_numpy()
         pairs = grid[keep].reset_index(drop=True)
-        pairs["timestamp"] = pd.Timestamp(timestamp)
-        every_post = np.broadcast_to(np.arange(len(post_ids)), (len(user_ids), len(post_ids)))
+        pairs["timestamp"] = np.repeat(users["moment"].to_numpy(), len(candidates))[keep]
+        post_index = pd.Index(self.store.post_ids).get_indexer(candidates)
+        every_candidate = np.broadcast_to(post_index, (len(user_ids), len(candidates)))
         frames = {}
         for space in spaces:
-            serving, users = self._serving_of(space, as_of_day)
-            features = serving.features(users.loc[user_ids].reset_index(), every_post, timestamp)
+            serving, attributes = self._serving_of(space, as_of_day)
+            features = serving.features(attributes.loc[user_ids].reset_index(), every_candidate, timestamp)
             frames[space] = features[keep].reset_index(drop=True)
         return pairs, {name: ranker.score(frames[ranker.text_space], pairs) for name, ranker in self.rankers.items()}
 
     def _serving_of(self, space: str, as_of_day: dt.date):
-        """(ServingFeatures of a text space as of a day, every user's attributes indexed by user_id), built once."""
+        """(ServingFeatures of a text space as of a day, every user's attributes indexed by user_id); the
+        tables of one day at a time are kept."""
         if (space, as_of_day) not in self._serving:
+            for key in [key for key in self._serving if key[1] != as_of_day]:
+                del self._serving[key]
             users, posts = self.store.entities(space)
             serving = ServingFeatures(self.store.history_as_of(space, as_of_day), posts, self.store.post_vectors[space])
             self._serving[(space, as_of_day)] = serving, users.set_index("user_id")
@@ -197,12 +213,13 @@ class Scorers:
 
 
 def standard_rankers(models: dict, truth, seed: int) -> dict:
-    """random, popular, each trained model, and the oracle when the ground truth is known."""
-    rankers = {"random": RandomRanker(seed), "popular": PopularRanker()}
-    rankers.update({kind: ModelRanker(model, kind) for kind, model in models.items()})
+    """random, every baseline, each trained model, and the oracle when the ground truth is known."""
+    methods = {"random": RandomRanker(seed)}
+    methods.update({name: BaselineRanker(name) for name in rankers.BASELINES})
+    methods.update({kind: ModelRanker(model, kind) for kind, model in models.items()})
     if truth is not None:
-        rankers["oracle"] = OracleRanker(truth)
-    return rankers
+        methods["oracle"] = OracleRanker(truth)
+    return methods
 
 
 def evaluate_replay(scorers: Scorers, examples: pd.DataFrame) -> dict:
@@ -220,78 +237,129 @@ def evaluate_replay(scorers: Scorers, examples: pd.DataFrame) -> dict:
             "groups": int(groups.max() + 1), "rows": len(examples)}  # fmt: skip
 
 
-def evaluate_served(scorers: Scorers, test_first: dt.date, test_last: dt.date, users: int, seed: int,
-                    truth=None, batch_rows: int = 1_000_000) -> dict:  # fmt: skip
-    """What each method would serve at noon of the first test day, to a sample of test users.
-
-    With the generator's ground truth, also the expected HitRate of what is served.
-    """
-    con = scorers.store.con
+def served_checks(con, test_first: dt.date, test_last: dt.date, users: int, seed: int) -> pd.DataFrame:
+    """The test users a served evaluation asks for, and when: each sampled user's first view in the
+    test days (moment), its day (features as of that day's start) and whether the user had no view
+    before it (fresh). Whole users are sampled by hash, at most about `users`."""
     days = f"day BETWEEN DATE '{test_first}' AND DATE '{test_last}'"
     (active,) = con.execute(f"SELECT count(DISTINCT user_id) FROM views WHERE {days}").fetchone()
     rate = min(1.0, users / max(active, 1))
-    user_ids = con.execute(f"""
-        SELECT DISTINCT user_id FROM views WHERE {days} AND {_sample_users_sql(seed + 1, rate)}
-        ORDER BY user_id""").fetchnumpy()["user_id"]
-    checking_time = pd.Timestamp(test_first) + pd.Timedelta(hours=12)
-    post_ids = scorers.store.post_ids
-    liked_before = con.execute(
-        f"SELECT DISTINCT user_id, post_id FROM views WHERE target = 1 AND day < DATE '{test_first}'"
-    ).df()
-    liked_after = con.execute(
-        f"SELECT DISTINCT user_id, post_id FROM views "
-        f"WHERE target = 1 AND {days} AND timestamp >= TIMESTAMP '{checking_time}'"
-    ).df()
-    liked_after_keys = set(zip(liked_after["user_id"], liked_after["post_id"], strict=True))
-    per_batch = max(1, batch_rows // len(post_ids))
-    served_hits: dict[str, list] = {}
-    expected: dict[str, list] = {}
-    for start in range(0, len(user_ids), per_batch):
-        batch = user_ids[start : start + per_batch]
-        # Candidates: every post the user has not liked yet.
-        pairs, scores = scorers.score_all_posts(batch, test_first, checking_time, exclude=liked_before)
-        group = pairs.groupby("user_id").ngroup().to_numpy()
-        truth_p = None if truth is None else OracleRanker(truth).score(None, pairs)
-        for method, method_scores in scores.items():
-            order, rank, _ = _ranked(method_scores, group)
-            top = order[rank < K]
-            top_users, top_posts = pairs["user_id"].to_numpy()[top], pairs["post_id"].to_numpy()[top]
-            hit = np.array([(u, p) in liked_after_keys for u, p in zip(top_users, top_posts, strict=True)])
-            served_hits.setdefault(method, []).append(pd.Series(hit).groupby(group[top]).max().to_numpy())
-            if truth_p is not None:
-                # P(at least one like among the served posts) = 1 - prod(1 - p), per user
-                log_miss = pd.Series(np.log1p(-truth_p[top])).groupby(group[top]).sum().to_numpy()
-                expected.setdefault(method, []).append(1 - np.exp(log_miss))
+    return con.execute(f"""
+        WITH first_seen AS (SELECT user_id, min(day) AS first_day FROM views GROUP BY user_id)
+        SELECT user_id, min(timestamp) AS moment, CAST(min(timestamp) AS DATE) AS day,
+               any_value(first_day) = CAST(min(timestamp) AS DATE) AS fresh
+        FROM views JOIN first_seen USING (user_id)
+        WHERE {days} AND {_sample_users_sql(seed + 1, rate)}
+        GROUP BY user_id ORDER BY user_id""").df()
+
+
+def evaluate_served(scorers: Scorers, test_first: dt.date, test_last: dt.date, users: int, seed: int,
+                    truth=None, batch_rows: int = 1_000_000) -> dict:  # fmt: skip
+    """Served HitRate@5, the original checker's metric: each sampled test user asks for K posts at
+    their first moment in the test days; a hit if they like one of them later in the test days.
+
+    Every method serves from the same candidates: the posts seen before that day (what a service knows
+    of the catalogue), but those the user liked before it (a service never shows them again). Features
+    are as of the start of the day, at noon (as precompute builds them). With the generator's ground
+    truth, also the expected HitRate of what is served, and the oracle's (the best K of the same
+    candidates by true probability at the moment).
+
+    Returns the summary per method (all users, known and fresh ones apart) and ``per_user``: one row
+    per method and user (method, user_id, fresh, hit, expected), for paired comparisons.
+    """
+    con = scorers.store.con
+    checks = served_checks(con, test_first, test_last, users, seed)
+    con.register("checks_frame", checks[["user_id", "moment"]])
+    try:
+        liked_later = con.execute(f"""
+            SELECT DISTINCT v.user_id, v.post_id FROM views v JOIN checks_frame c USING (user_id)
+            WHERE v.target = 1 AND v.day <= DATE '{test_last}' AND v.timestamp >= c.moment""").df()
+    finally:
+        con.unregister("checks_frame")
+    liked_later_keys = set(zip(liked_later["user_id"], liked_later["post_id"], strict=True))
+    rows = []
+    for day, day_checks in checks.groupby("day", sort=True):
+        day = pd.Timestamp(day).date()
+        candidates = con.execute(
+            f"SELECT DISTINCT post_id FROM views WHERE day < DATE '{day}' ORDER BY post_id"
+        ).fetchnumpy()["post_id"]
+        if len(candidates) == 0:
+            continue
+        con.register("day_users", day_checks[["user_id"]])
+        try:
+            liked_before = con.execute(f"""
+                SELECT DISTINCT user_id, post_id FROM views JOIN day_users USING (user_id)
+                WHERE target = 1 AND day < DATE '{day}'""").df()
+        finally:
+            con.unregister("day_users")
+        per_batch = max(1, batch_rows // len(candidates))
+        for start in range(0, len(day_checks), per_batch):
+            batch = day_checks.iloc[start : start + per_batch]
+            pairs, scores = scorers.score_candidates(batch, candidates, day, pd.Timestamp(day) + pd.Timedelta(hours=12),
+                                                     liked_before)  # fmt: skip
+            group = pairs.groupby("user_id", sort=True).ngroup().to_numpy()
+            group_users = np.unique(pairs["user_id"].to_numpy())
+            fresh = batch.set_index("user_id").loc[group_users, "fresh"].to_numpy()
+            truth_p = None if truth is None else OracleRanker(truth).score(None, pairs)
+            for method, method_scores in scores.items():
+                order, rank, _ = _ranked(method_scores, group)
+                top = order[rank < K]
+                top_users, top_posts = pairs["user_id"].to_numpy()[top], pairs["post_id"].to_numpy()[top]
+                hit = np.array([(u, p) in liked_later_keys for u, p in zip(top_users, top_posts, strict=True)])
+                expected = np.full(len(group_users), np.nan)
+                if truth_p is not None:
+                    # P(at least one like among the served posts) = 1 - prod(1 - p), per user
+                    log_miss = pd.Series(np.log1p(-truth_p[top])).groupby(group[top]).sum().to_numpy()
+                    expected = 1 - np.exp(log_miss)
+                rows.append(pd.DataFrame({
+                    "method": method, "user_id": group_users, "fresh": fresh,
+                    "hit": pd.Series(hit).groupby(group[top]).max().to_numpy().astype(float), "expected": expected,
+                }))  # fmt: skip
+    per_user = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(
+        columns=["method", "user_id", "fresh", "hit", "expected"])  # fmt: skip
     results = {}
-    for method, hits in served_hits.items():
-        results[method] = {"served_hit_rate": mean_ci(np.concatenate(hits).astype(float))}
-        if expected:
-            results[method]["expected_hit_rate"] = mean_ci(np.concatenate(expected[method]))
-    if "oracle" in expected:
+    for method, frame in per_user.groupby("method", sort=False):
+        results[method] = {
+            "served_hit_rate": mean_ci(frame["hit"]),
+            "served_hit_rate_known": mean_ci(frame.loc[~frame["fresh"], "hit"]),
+            "served_hit_rate_fresh": mean_ci(frame.loc[frame["fresh"], "hit"]),
+        }
+        if truth is not None:
+            results[method]["expected_hit_rate"] = mean_ci(frame["expected"])
+    if "oracle" in results:
         oracle = results["oracle"]["expected_hit_rate"]["mean"]
         for method in results:
             results[method]["share_of_oracle"] = round(results[method]["expected_hit_rate"]["mean"] / oracle, 4)
-    return {"methods": results, "users": len(user_ids), "checking_time": str(checking_time)}
+    return {"methods": results, "users": int(per_user["user_id"].nunique()),
+            "fresh_users": int(per_user.loc[per_user["fresh"], "user_id"].nunique()),
+            "checking_days": sorted(str(pd.Timestamp(d).date()) for d in checks["day"].unique()),
+            "per_user": per_user}  # fmt: skip
 
 
 # --- presenting a report -----------------------------------------------------------------------------
 def format_report(report: dict) -> str:
-    """A readable table of every method's numbers."""
-    header = f"{'method':<9} {'replay HR@5 [95% CI]':<26} {'AUC':>6} {'NDCG@5':>7} {'served HR@5':>11} " \
-             f"{'expected HR@5':>13} {'of oracle':>9}"  # fmt: skip
+    """A readable table of every method's numbers, the deciding served HitRate@5 first."""
+
+    def number(value, digits=4):
+        return "" if value is None or value != value else f"{value:.{digits}f}"
+
+    header = (f"{'method':<14} {'served HR@5 [95% CI]':<26} {'known':>6} {'fresh':>6} {'expected':>8} "
+              f"{'of oracle':>9} {'replay HR@5':>11} {'AUC':>6} {'NDCG@5':>7}")  # fmt: skip
     lines = [header, "-" * len(header)]
     for method, m in report["methods"].items():
-        replay = m["replay_hit_rate"]
-        expected = m.get("expected_hit_rate", {}).get("mean")
-        share = m.get("share_of_oracle")
+        served = m.get("served_hit_rate", {"mean": None, "ci95": [None, None]})
         lines.append(
-            f"{method:<9} {replay['mean']:.4f} [{replay['ci95'][0]:.4f}, {replay['ci95'][1]:.4f}]   "
-            f"{m['auc']:>6.4f} {m['ndcg']:>7.4f} {m['served_hit_rate']['mean']:>11.4f} "
-            f"{'' if expected is None else f'{expected:.4f}':>13} {'' if share is None else f'{share:.3f}':>9}"
+            f"{method:<14} {number(served['mean']):>6} [{number(served['ci95'][0])}, {number(served['ci95'][1])}]"
+            f"{'':<{26 - 20}} {number(m.get('served_hit_rate_known', {}).get('mean')):>6} "
+            f"{number(m.get('served_hit_rate_fresh', {}).get('mean')):>6} "
+            f"{number(m.get('expected_hit_rate', {}).get('mean')):>8} {number(m.get('share_of_oracle'), 3):>9} "
+            f"{number(m['replay_hit_rate']['mean']):>11} {number(m['auc']):>6} {number(m['ndcg']):>7}"
         )
+    served = report["served"]
     random_expected = report["replay"]["random_expected_replay_hit_rate"]["mean"]
-    lines.append(f"exact expected replay HR@5 of a random ranking: {random_expected:.4f} "
-                 f"({report['replay']['groups']:,} user-days, {report['served']['users']:,} users served)")  # fmt: skip
+    lines.append(f"served to {served['users']:,} test users ({served['fresh_users']:,} fresh) at their first moment "
+                 f"in the test days; replay over {report['replay']['groups']:,} user-days (a random order's exact "
+                 f"expectation {random_expected:.4f})")  # fmt: skip
     return "\n".join(lines)
 
 
@@ -305,6 +373,10 @@ def report_rows(report: dict) -> pd.DataFrame:
             "replay_hit_rate": m["replay_hit_rate"]["mean"], "replay_ci_low": m["replay_hit_rate"]["ci95"][0],
             "replay_ci_high": m["replay_hit_rate"]["ci95"][1], "auc": m["auc"], "ndcg": m["ndcg"],
             "served_hit_rate": m.get("served_hit_rate", {}).get("mean"),
+            "served_ci_low": m.get("served_hit_rate", {}).get("ci95", [None])[0],
+            "served_ci_high": m.get("served_hit_rate", {}).get("ci95", [None, None])[1],
+            "served_hit_rate_known": m.get("served_hit_rate_known", {}).get("mean"),
+            "served_hit_rate_fresh": m.get("served_hit_rate_fresh", {}).get("mean"),
             "expected_hit_rate": m.get("expected_hit_rate", {}).get("mean"),
             "share_of_oracle": m.get("share_of_oracle"),
         })  # fmt: skip
@@ -312,26 +384,24 @@ def report_rows(report: dict) -> pd.DataFrame:
 
 
 def plot_report(report: dict, path) -> None:
-    """Bars per method: replay HitRate@5 with its 95% CI, and expected HitRate@5 as a share of the oracle."""
+    """Bars per method: served HitRate@5 with its 95% CI, and expected HitRate@5 as a share of the oracle."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    methods = list(report["methods"])
-    replay = [report["methods"][m]["replay_hit_rate"] for m in methods]
+    methods = [m for m in report["methods"] if "served_hit_rate" in report["methods"][m]]
+    served = [report["methods"][m]["served_hit_rate"] for m in methods]
     shares = [report["methods"][m].get("share_of_oracle") for m in methods]
     panels = 2 if any(s is not None for s in shares) else 1
-    fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4), squeeze=False)
+    fig, axes = plt.subplots(1, panels, figsize=(6.5 * panels, 4.5), squeeze=False)
     ax = axes[0][0]
-    means = [r["mean"] for r in replay]
-    errors = [[r["mean"] - r["ci95"][0] for r in replay], [r["ci95"][1] - r["mean"] for r in replay]]
+    means = np.array([r["mean"] for r in served], dtype=float)
+    errors = np.nan_to_num([[r["mean"] - r["ci95"][0] for r in served], [r["ci95"][1] - r["mean"] for r in served]])
     ax.bar(methods, means, yerr=errors, capsize=4, color="#4C72B0")
-    ax.axhline(report["replay"]["random_expected_replay_hit_rate"]["mean"], color="grey", ls="--",
-               label="random ranking (exact)")  # fmt: skip
-    ax.set_title(f"replay HitRate@5, test days {report['split']['test'][0]}..{report['split']['test'][1]}")
-    ax.set_ylim(min(means) * 0.9, max(r["ci95"][1] for r in replay) * 1.03)
-    ax.legend(loc="lower right")
+    ax.set_title(f"served HitRate@5 [95% CI], test days {report['split']['test'][0]}..{report['split']['test'][1]}",
+                 fontsize=10)  # fmt: skip
+    ax.set_ylim(0, min(1.0, float(np.nanmax(means + errors[1])) * 1.1 + 1e-6))
     if panels == 2:
         ax = axes[0][1]
         ax.bar(methods, [s or 0 for s in shares], color="#55A868")
@@ -341,7 +411,7 @@ def plot_report(report: dict, path) -> None:
             ax.text(x, (share or 0) + 0.01, f"{share:.3f}" if share is not None else "", ha="center")
     for row in axes:
         for a in row:
-            a.tick_params(axis="x", rotation=20)
+            a.tick_params(axis="x", rotation=45)
     fig.suptitle(f"evaluation of {report['version']}")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -5,7 +5,9 @@ Rows are buffered in memory and appended as Parquet files
 every ``flush_seconds`` or ``flush_rows`` rows, and on close (the API's shutdown). A file appears
 under its final name only when complete, so DuckDB readers never see half a file:
 
-    SELECT * FROM read_parquet('data/exposures/*/*.parquet', hive_partitioning = true)
+    SELECT * FROM read_parquet('data/exposures/*/*.parquet', hive_partitioning = true, union_by_name = true)
+
+(``union_by_name``: files written before ``served_by`` was logged lack that column.)
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ SCHEMA = pa.schema([
     ("time", pa.timestamp("us")),  # the feed time the request asked for
     ("served_at", pa.timestamp("us")),  # when the API answered (UTC)
     ("post_ids", pa.list_(pa.int64())),
+    ("served_by", pa.string()),  # the method that ranked the posts: a model kind or a baseline
 ])  # fmt: skip
 
 

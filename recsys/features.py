@@ -21,6 +21,10 @@ Features of an example (user u, post i, time t, as-of day d):
   here before any single post has enough views to show it.
 - the joint taste model (``recsys.taste``): its log-odds for (u, i) from the fit through day d - 1,
   its coefficients stored as daily history tables like the counts above.
+- time: i's likes and views in the 1, 3, 7 and 14 days before d, its recent like-rate over its
+  long-run one (trend), its age since its first view; u's days since last active and last like, and
+  recent likes (decayed); the share of u's likes on i's topic and on i's text cluster.
+- co-likes (``recsys.collab``): the dot product of u's and i's factors of the ALS fit through d - 1.
 
 Rates are smoothed: pulled toward the level above until a number of views (constants below) speak.
 """
@@ -38,7 +42,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from recsys import taste
+from recsys import collab, taste
 from recsys.sources import quiet_duckdb
 
 log = logging.getLogger(__name__)
@@ -81,6 +85,21 @@ HISTORY_TABLES = {
     "cohort_post_days": ("cohort_post", ("post_id", "cohort"), "views JOIN users USING (user_id)"),
     "city_topic_days": ("city_topic", ("city", "topic"), "views JOIN posts USING (post_id) JOIN users USING (user_id)"),
 }
+# Time: a post's likes and views over recent windows (a dense post x day table, so a window always
+# ends the day before the example's) and its age; a user's recency and recent likes, decayed by
+# RECENT_HALF_LIFE_DAYS from the user's last active day to the example's day.
+WINDOW_DAYS = (1, 3, 7, 14)
+RECENT_HALF_LIFE_DAYS = 7.0
+RECENT_PRIOR_VIEWS = 20
+TIME = (
+    *(f"post_{kind}_{days}d" for days in WINDOW_DAYS for kind in ("likes", "views", "trend")),
+    "post_age_days", "user_days_since_active", "user_days_since_like", "user_recent_likes",
+    "user_topic_like_share", "user_cluster_like_share",
+)  # fmt: skip
+EPOCH_SQL = "DATE '1970-01-01'"  # day numbers are days since this date
+# Co-likes: the dot product of the user's and the post's factors of a matrix factorization of the
+# likes (``recsys.collab``), refit through each day (every RECSYS_COLLAB_REFIT_DAYS days).
+COLLAB = ("collab_score",)
 # Key columns that belong to the user and to the post of an example.
 USER_KEYS, POST_KEYS = ("user_id", "cohort", "city"), ("post_id", "topic", "cluster")
 # Where an example's value of each key column comes from in the feature query.
@@ -119,6 +138,30 @@ def time_split(first: dt.date, last: dt.date, valid_days: int, test_days: int) -
     )
 
 
+def evidence_split(user_days: dict[dt.date, int], valid_days: int, min_test_days: int,
+                   min_test_user_days: int) -> tuple[Split, str]:  # fmt: skip
+    """The time split with a test window chosen by evidence, and the rule that chose it, in words.
+
+    user_days: users with a view per day. The test days are the fewest last days that hold at least
+    min_test_user_days user-days, at least min_test_days and at most a third of all days; the
+    validation days are the valid_days before them; the rest trains.
+    """
+    first, last = min(user_days), max(user_days)
+    days = (last - first).days + 1
+    most = max(min_test_days, days // 3)
+    held, count = 0, 0
+    while count < most and (count < min_test_days or held < min_test_user_days):
+        held += user_days.get(last - dt.timedelta(days=count), 0)
+        count += 1
+    split = time_split(first, last, valid_days, count)
+    enough = held >= min_test_user_days
+    rule = (f"test days {split.test[0]}..{split.test[1]}: the last {count} day(s), holding {held:,} user-days "
+            f"(rule: the fewest last days with at least RECSYS_TEST_USER_DAYS={min_test_user_days:,} user-days and "
+            f"RECSYS_TEST_DAYS={min_test_days} days, at most a third of the {days} days"
+            f"{'' if enough else '; capped at a third: the evidence is thinner than asked'})")  # fmt: skip
+    return split, rule
+
+
 def _normalized(vectors: np.ndarray) -> np.ndarray:
     centered = vectors - vectors.mean(axis=0)
     norms = np.linalg.norm(centered, axis=1, keepdims=True)
@@ -131,7 +174,8 @@ class FeatureStore:
     def __init__(self, extract_path: Path, post_ids: np.ndarray, post_vectors: dict[str, np.ndarray],
                  text_clusters: int = 64, memory_limit: str = "", spill_dir: Path | None = None,
                  taste_day_rows: int = 30_000, taste_dir: Path | None = None,
-                 cluster_vectors: dict[str, np.ndarray] | None = None):  # fmt: skip
+                 cluster_vectors: dict[str, np.ndarray] | None = None, collab_dir: Path | None = None,
+                 collab_refit_days: int = 1):  # fmt: skip
         """post_vectors: text components per variant, one row per post in the order of post_ids.
         cluster_vectors: the vectors each variant's text clusters are found in, rows as post_vectors
         (default: post_vectors themselves).
@@ -140,6 +184,9 @@ class FeatureStore:
         model's fits (``recsys.taste``). taste_dir: where those fits are kept; a store that finds a
         text space's fits there loads them instead of fitting again (the nightly tasks of a version
         share them).
+
+        collab_dir: where the co-like factors (``recsys.collab``) are kept, like taste_dir;
+        collab_refit_days: they are refit every this many days (and through the last day).
 
         memory_limit: DuckDB's (e.g. "4GB"; empty: its default, 80% of RAM); beyond it DuckDB
         spills to spill_dir.
@@ -157,6 +204,8 @@ class FeatureStore:
         self.text_clusters = text_clusters
         self.taste_day_rows = taste_day_rows
         self.taste_dir = taste_dir
+        self.collab_dir, self.collab_refit_days = collab_dir, collab_refit_days
+        self._collab_built = False
         feed = extract_path / "feed_data" / "*" / "*.parquet"
         self.con.execute(
             f"CREATE TABLE users AS SELECT *, {COHORT_SQL} AS cohort "
@@ -174,6 +223,7 @@ class FeatureStore:
             f"FROM read_parquet('{feed}', hive_partitioning = true) WHERE action = 'view'"
         )
         self._build_history()
+        self._build_time_history()
         self._spaces_built: set[str] = set()  # per text space, built on first use: a task needs one
 
     def days(self) -> tuple[dt.date, dt.date]:
@@ -189,6 +239,59 @@ class FeatureStore:
                 SELECT {keys + "," if keys else ""} day, sum(count(*)) {window} AS views,
                        sum(sum(target)) {window} AS likes, count(*) {window} AS active_days
                 FROM {source} GROUP BY {keys + "," if keys else ""} day""")
+
+    def _build_time_history(self) -> None:
+        """Per post and calendar day since its first view: likes and views of the last 1..14 days and
+        the first day; per user and active day: last active and like days, decayed recent likes."""
+        windows = ", ".join(
+            f"sum(likes) OVER (PARTITION BY post_id ORDER BY day RANGE BETWEEN INTERVAL {days - 1} DAYS PRECEDING "
+            f"AND CURRENT ROW) AS likes_{days}d, sum(views) OVER (PARTITION BY post_id ORDER BY day RANGE BETWEEN "
+            f"INTERVAL {days - 1} DAYS PRECEDING AND CURRENT ROW) AS views_{days}d"
+            for days in WINDOW_DAYS
+        )
+        self.con.execute(f"""
+            CREATE TABLE post_window_days AS
+            WITH daily AS (SELECT post_id, day, count(*) AS views, sum(target) AS likes FROM views GROUP BY ALL),
+                 first AS (SELECT post_id, min(day) AS first_day FROM daily GROUP BY post_id),
+                 calendar AS (SELECT CAST(range AS DATE) AS day FROM range(
+                     (SELECT min(day) FROM daily), (SELECT max(day) FROM daily) + INTERVAL 1 DAY, INTERVAL 1 DAY)),
+                 grid AS (SELECT post_id, first_day, c.day, coalesce(d.views, 0) AS views,
+                                 coalesce(d.likes, 0) AS likes
+                          FROM first JOIN calendar c ON c.day >= first_day LEFT JOIN daily d USING (post_id, day))
+            SELECT post_id, day, first_day - {EPOCH_SQL} AS first_day, {windows} FROM grid""")
+        # A decayed sum as of a row's day: sum of x_e 2^(-(day - e) / h), with exponents taken from the
+        # first day of the extract so that they stay small (h >= 1 day: float64 holds ~1,000 days).
+        half_life = RECENT_HALF_LIFE_DAYS
+        self.con.execute(f"""
+            CREATE TABLE user_activity_days AS
+            WITH daily AS (SELECT user_id, day, sum(target) AS likes FROM views GROUP BY ALL),
+                 origin AS (SELECT min(day) AS first FROM daily)
+            SELECT user_id, day, day - {EPOCH_SQL} AS last_active,
+                   max(CASE WHEN likes > 0 THEN day - {EPOCH_SQL} END) OVER w AS last_like,
+                   sum(likes * pow(2, (day - first) / {half_life})) OVER w / pow(2, (day - first) / {half_life})
+                       AS recent_likes
+            FROM daily, origin WINDOW w AS (PARTITION BY user_id ORDER BY day)""")
+
+    def _build_collab(self) -> None:
+        """The co-like factors through each day, one table per side (users, posts), built on first use;
+        loaded from collab_dir when another task of the version fitted them already."""
+        if self._collab_built:
+            return
+        self._collab_built = True
+        if self.collab_dir is not None and self.collab_dir.is_dir():
+            tables = {name: pd.read_parquet(self.collab_dir / f"{name}.parquet") for name in collab.TABLES}
+        else:
+            likes = self.con.execute("SELECT user_id, post_id, day FROM views WHERE target = 1 ORDER BY ALL").df()
+            first, last = self.days()
+            days = [first + dt.timedelta(days=d) for d in range((last - first).days + 1)]
+            tables = collab.fit_daily(likes, days, refit_days=self.collab_refit_days)
+            if self.collab_dir is not None:
+                _save_tables(tables, self.collab_dir)
+        for name, frame in tables.items():
+            self.con.register("collab_frame", frame)
+            self.con.execute(f"CREATE TABLE collab_{name} AS SELECT * REPLACE (CAST(day AS DATE) AS day) "
+                             "FROM collab_frame")  # fmt: skip
+            self.con.unregister("collab_frame")
 
     def _build_text_space(self, variant: str) -> None:
         """The history of a text space: taste profiles and cluster like-rates."""
@@ -278,10 +381,16 @@ class FeatureStore:
     def history_joins(self, variant: str) -> list[tuple[str, str, tuple[str, ...], tuple[str, ...]]]:
         """(table, prefix of its columns in a feature row, key columns, value columns) of every history table."""
         self._build_text_space(variant)
+        self._build_collab()
         dims = self.post_vectors[variant].shape[1]
         sums = ("liked_n", "viewed_n", *(f"{kind}_{j}" for j in range(dims) for kind in ("liked", "viewed")))
         joins = [(table, prefix, keys, ("views", "likes", "active_days"))
                  for table, (prefix, keys, _) in HISTORY_TABLES.items()]  # fmt: skip
+        joins.append(("post_window_days", "post_window", ("post_id",),
+                      ("first_day", *(f"{kind}_{days}d" for days in WINDOW_DAYS for kind in ("likes", "views")))))
+        joins.append(("user_activity_days", "user_activity", ("user_id",),
+                      ("last_active", "last_like", "recent_likes")))  # fmt: skip
+        joins += [(f"collab_{name}", f"collab_{name}", keys, values) for name, (keys, values) in collab.TABLES.items()]
         joins += [(f"profile_{variant}_{group}", group, (group,), sums) for group in PROFILE_GROUPS]
         joins.append((f"cluster_{variant}_all", "cluster", ("cluster",), ("views", "likes")))
         joins += [(f"cluster_{variant}_{group}", f"{group}_cluster", (group, "cluster"), ("views", "likes"))
@@ -323,7 +432,8 @@ class FeatureStore:
             table = self.con.execute(f"""
                 SELECT e.example, {categorical}, u.age, CAST(u.gender AS DOUBLE) AS gender_number, p.post_index,
                        hour(e.timestamp) AS hour, dayofweek(e.timestamp) AS day_of_week,
-                       month(e.timestamp) AS month, {history}
+                       month(e.timestamp) AS month, epoch_us(e.timestamp) / 86400e6 AS time_days,
+                       CAST(e.as_of_day AS DATE) - {EPOCH_SQL} AS as_of_number, {history}
                 FROM examples e
                 LEFT JOIN users u USING (user_id)
                 LEFT JOIN posts p USING (post_id)
@@ -347,6 +457,9 @@ class FeatureStore:
                 f"WHERE day < DATE '{pd.Timestamp(as_of_day).date()}' {latest}"
             ).df()
             tables[table] = (keys, frame)
+        # The day itself, as a one-row table: the time features count days from it.
+        day_number = (pd.Timestamp(as_of_day) - pd.Timestamp("1970-01-01")).days
+        tables["as_of"] = ((), pd.DataFrame({"as_of_number": [float(day_number)]}))
         return tables
 
     def entities(self, variant: str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -418,6 +531,11 @@ def assemble(t: dict, post_vectors: np.ndarray, similarities: dict | None = None
         + np.log(out["cohort_cluster_lift"]) + np.log(out["city_topic_lift"]) + np.log(out["city_cluster_lift"])
     )  # fmt: skip
 
+    _time_features(out, numeric, filled)
+    factors = collab.TABLES["users"][1]
+    out["collab_score"] = collab.score(np.stack([numeric(f"collab_users_{f}") for f in factors], axis=1),
+                                       np.stack([numeric(f"collab_posts_{f}") for f in factors], axis=1))  # fmt: skip
+
     post_index = numeric("post_index")
     known_post = ~np.isnan(post_index)
     post_index = np.where(known_post, post_index, 0).astype(np.int64)
@@ -444,6 +562,28 @@ def assemble(t: dict, post_vectors: np.ndarray, similarities: dict | None = None
     for name in (*SIMILARITY, *CLUSTER, *TASTE):
         out[name] = np.where(known_post, out[name], np.nan)
     return pd.DataFrame(out)
+
+
+def _time_features(out: dict, numeric, filled) -> None:
+    """The TIME columns: recent windows and age of the post, recency and recent likes of the user."""
+    as_of, now = numeric("as_of_number"), numeric("time_days")
+    for days in WINDOW_DAYS:
+        likes, views = filled(f"post_window_likes_{days}d"), filled(f"post_window_views_{days}d")
+        out[f"post_likes_{days}d"], out[f"post_views_{days}d"] = likes, views
+        recent_rate = _smoothed(likes, views, out["post_like_rate"], RECENT_PRIOR_VIEWS)
+        out[f"post_trend_{days}d"] = recent_rate / out["post_like_rate"]
+    out["post_age_days"] = now - numeric("post_window_first_day")
+    last_active = numeric("user_activity_last_active")
+    out["user_days_since_active"] = as_of - last_active
+    out["user_days_since_like"] = as_of - numeric("user_activity_last_like")
+    out["user_recent_likes"] = filled("user_activity_recent_likes") * np.exp2(
+        -np.nan_to_num(as_of - last_active) / RECENT_HALF_LIFE_DAYS
+    )
+    user_likes = filled("user_likes")
+    has_likes = user_likes > 0
+    out["user_topic_like_share"] = np.where(has_likes, filled("user_topic_likes") / np.maximum(user_likes, 1), np.nan)
+    out["user_cluster_like_share"] = np.where(has_likes, filled("user_id_cluster_likes") / np.maximum(user_likes, 1),
+                                              np.nan)  # fmt: skip
 
 
 def _save_tables(tables: dict[str, pd.DataFrame], folder: Path) -> None:
@@ -545,6 +685,7 @@ class ServingFeatures:
         when = pd.Timestamp(timestamp)
         t["hour"], t["month"] = np.full(flat.size, when.hour), np.full(flat.size, when.month)
         t["day_of_week"] = np.full(flat.size, (when.day_of_week + 1) % 7)  # DuckDB's dayofweek: Sunday is 0
+        t["time_days"] = np.full(flat.size, (when - pd.Timestamp(0)) / pd.Timedelta(days=1))
         user_values = {}
         for table in self.tables:
             if table.user_key is None and table.post_key is None:  # the global row

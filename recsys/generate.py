@@ -11,6 +11,31 @@ explain (age, gender, country, city) and a personal part that only the user's ow
 at topic and at sub-theme level; users differ in how much they like overall (partly explained by
 age, os, source, country, city), posts in quality; an hour-of-day wave adds a little. The intercept
 is solved so that the view like-rate comes out at ``LatentSpec.like_rate``.
+
+Two worlds share those users, posts and tastes (``build(..., world=...)``, ``recsys generate --world``):
+
+- ``static`` (the default, unchanged for a seed): every post exists from day 0, taste is fixed and
+  the logged feed is random.
+- ``dynamic``: what real logs have (shape targets from ``../shared/real-logs-facts.md``, parameters
+  in ``DynamicSpec``). Posts are published over the period (20% exist at the start, up to 21 days
+  old; post ids grow with publication) and are never shown before. A post's appeal fades by
+  ``decay`` logit per day of age (lognormal over posts, median 0.1: some evergreen, some news gone
+  in days). Each sub-theme has a few news cycles (bursts of +0.5..1.5 on the logit that rise and
+  fall over 1..5 days; about 3 of 36 sub-themes trend at a time), a [sub-theme, 3 h] matrix in the
+  truth. 35% of users are there at the start, the rest join over the period; a user is active
+  after an active day with chance 0.4 and after an idle one with a chance of their own (lognormal,
+  median 0.03), so activity is heavy-tailed and bursty. The feed was chosen by an earlier
+  recommender: a post's weight on a day is exp(2 × its true appeal then - age / 30 days + a
+  per-post popularity of sd 2.2), 1% of it spread evenly; a user who has seen the favoured posts
+  gets flatter weights (power 0.7) instead of repeats. The intercept is solved for the same 0.12
+  view like-rate (the facts have no feed like-rate to prefer), on the views of a pilot sample of
+  users made as the feed makes them.
+
+  On the demo preset, seed 1: 0.48 M rows; views per user median 67, 90th percentile 225, max 646
+  (movie log: 65, 244, 737); Gini of views per post 0.61, of likes 0.67 (movie log 0.63, 0.67;
+  news log 0.79; the full preset: 0.75); 12% of the last week's likes go to the top 5% of posts by
+  earlier likes (movie log 30%) and 47% to posts first shown that week (news log 70%); 44% of likes
+  are of posts under 3 days old; view like-rate 0.118.
 """
 
 from __future__ import annotations
@@ -108,6 +133,49 @@ class FeedSpec:
     boost: tuple[float, float] = (2.5, 3.3)
 
 
+WORLDS = ("static", "dynamic")
+
+
+@dataclass(frozen=True)
+class DynamicSpec:
+    """What the dynamic world adds: publication, age decay, news cycles, arriving users, a biased feed.
+
+    Calibrated against the shape of real logs (``../shared/real-logs-facts.md``), see the module
+    docstring for what comes out on the demo preset. Logit effects are on the like logit.
+    """
+
+    # Posts: a share exists at the start (already aged), the rest appear over the period.
+    initial_post_share: float = 0.2
+    initial_post_max_age_days: float = 21.0
+    decay_median: float = 0.1  # logit lost per day of age; lognormal over posts
+    decay_sigma: float = 1.2  # 10% of posts under 0.02 a day (evergreen), 10% over 0.47 (news)
+    # News cycles: bursts of a sub-theme's appeal, rising over the first part of their span.
+    bursts_per_subtheme_week: float = 0.3
+    burst_days: tuple[float, float] = (1.0, 5.0)
+    burst_amplitude: tuple[float, float] = (0.5, 1.5)
+    burst_rise_share: float = 0.3
+    trend_step_hours: float = 3.0
+    # Users: a share is present at the start, the rest join over the period (active on the day they
+    # join); after that a user is active on a day with chance `stay_active` after an active day and
+    # their own `comeback` chance after an idle one, so active days come in bursts.
+    initial_user_share: float = 0.35
+    comeback_median: float = 0.03
+    comeback_sigma: float = 1.5
+    comeback_max: float = 0.6
+    stay_active: float = 0.4
+    # The earlier recommender that chose the logged feed: a post's weight on a day is
+    # exp(exposure_appeal * appeal - age / exposure_age_days + noise), appeal being the post's part
+    # of the true logit (quality + trend - decay * age); noise is its own error, fixed per post.
+    exposure_appeal: float = 2.0
+    exposure_age_days: float = 30.0
+    exposure_noise: float = 2.2
+    exposure_explore: float = 0.01  # share of the feed spread evenly over the published posts (> 0)
+    # A user's feed redraws a post they have seen this many times from the weights, then goes deeper
+    # (what the earlier recommender favours can be used up): from the weights to this power.
+    favoured_redraws: int = 5
+    deeper_temper: float = 0.7
+
+
 # Source-table value shares of the original (facts file).
 COUNTRIES = (
     "Russia", "Ukraine", "Belarus", "Azerbaijan", "Kazakhstan", "Finland",
@@ -141,6 +209,7 @@ class Generated:
     posts: pa.Table
     truth: GroundTruth
     views_per_user: np.ndarray  # expected views of each user (the progress total)
+    joined_day: np.ndarray  # the day each user joined, counted from the start (0: present from the start)
     feed_chunks: Callable  # () -> iterator of feed_data Arrow tables
 
 
@@ -326,7 +395,133 @@ def solve_intercept(rng, truth: GroundTruth, views: np.ndarray, post_weights: np
     return float(brentq(lambda b: expit(logits + b).mean() - like_rate, -15, 15))
 
 
-def _distinct_per_user(rng, view_user: np.ndarray, posts: np.ndarray, cumulative: np.ndarray, n_posts: int):
+def make_post_dynamics(rng, n_posts: int, n_subthemes: int, days: int, dynamics: DynamicSpec):
+    """Publication seconds (from the start), age decay per post, and the trend matrix [sub-theme, step]
+    with the seconds of its first step."""
+    initial = max(1, round(n_posts * dynamics.initial_post_share))  # someone must be there on day 0
+    # Sorted: post ids grow with publication, as in a real table.
+    published = np.sort(np.concatenate([
+        -rng.uniform(0, dynamics.initial_post_max_age_days * DAY_SECONDS, initial),
+        rng.uniform(0, days * DAY_SECONDS, n_posts - initial),
+    ])).astype(np.int64)  # fmt: skip
+    decay = rng.lognormal(np.log(dynamics.decay_median), dynamics.decay_sigma, n_posts).astype(np.float32)
+
+    # Bursts start from one longest burst before the period to its end, so that the period begins
+    # and ends mid-cycle; the matrix reaches one longest burst beyond either side, so its first and
+    # last steps are 0.
+    margin = dynamics.burst_days[1]
+    step_days = dynamics.trend_step_hours / 24
+    steps = int(np.ceil((days + 2 * margin) / step_days)) + 1
+    step_time = -margin + step_days * np.arange(steps)  # in days from the start
+    n_bursts = rng.poisson(dynamics.bursts_per_subtheme_week / 7 * (days + margin), n_subthemes)
+    burst_subtheme = np.repeat(np.arange(n_subthemes), n_bursts)
+    start = rng.uniform(-margin, days, len(burst_subtheme))
+    length = rng.uniform(*dynamics.burst_days, len(burst_subtheme))
+    amplitude = rng.uniform(*dynamics.burst_amplitude, len(burst_subtheme))
+    phase = (step_time[None, :] - start[:, None]) / length[:, None]
+    rise = dynamics.burst_rise_share
+    shape = np.where(phase < rise, phase / rise, (1 - phase) / (1 - rise)).clip(0, None)
+    shape[(phase < 0) | (phase > 1)] = 0
+    trend = np.zeros((n_subthemes, steps), dtype=np.float32)
+    np.add.at(trend, burst_subtheme, (amplitude[:, None] * shape).astype(np.float32))
+    return published, decay, trend, int(-margin * DAY_SECONDS)
+
+
+def plan_dynamic_activity(rng, n_users: int, days: int, feed: FeedSpec, dynamics: DynamicSpec):
+    """Per user: the day they join (0: present at the start) and their sessions on each day [user, day]."""
+    present = rng.random(n_users) < dynamics.initial_user_share
+    joined = np.where(present, 0, rng.integers(1, days, n_users))
+    comeback = np.minimum(rng.lognormal(np.log(dynamics.comeback_median), dynamics.comeback_sigma, n_users),
+                          dynamics.comeback_max)  # fmt: skip
+    # Users present at the start begin in their long-run state: active with the chain's stationary share.
+    active = present & (rng.random(n_users) < comeback / (comeback + 1 - dynamics.stay_active))
+    sessions = np.zeros((n_users, days), dtype=np.int8)
+    for day in range(days):
+        chance = np.where(active, dynamics.stay_active, comeback)
+        active = ((rng.random(n_users) < chance) & (day >= joined)) | ((day == joined) & ~present)
+        sessions[active, day] = 1 + rng.poisson(feed.extra_sessions_per_day, active.sum())
+    sessions[rng.random(n_users) < feed.inactive_users] = 0
+    return joined, sessions
+
+
+class DailyExposure:
+    """The earlier recommender's feed in the dynamic world: a weight per post and day, and the draw.
+
+    The weights favour posts that are appealing at the time (quality, trend, little decay) and
+    recent; a post published during a day is drawn only for views after its publication.
+    """
+
+    def __init__(self, rng, truth: GroundTruth, published: np.ndarray, days: int, day_start_hour: int,
+                 dynamics: DynamicSpec):  # fmt: skip
+        n_posts = len(published)
+        # Weigh each day at the middle of its feed hours, or at publication for posts that appear later.
+        middle = (np.arange(days) * DAY_SECONDS + (day_start_hour * 3600 + DAY_SECONDS) // 2)[:, None]
+        at = np.maximum(middle, published[None, :])
+        times = np.datetime64(truth.meta["preset"]["start"], "us") + at * SECOND
+        posts = np.arange(n_posts)
+        appeal = truth.post_appeal(posts, times)
+        age = truth.age_days(posts, times)
+        noise = rng.normal(0, dynamics.exposure_noise, n_posts)
+        log_weight = dynamics.exposure_appeal * appeal - age / dynamics.exposure_age_days + noise
+        shown = published[None, :] < (np.arange(days)[:, None] + 1) * DAY_SECONDS
+        self.favoured = self._cumulative(log_weight, shown, dynamics.exposure_explore)
+        self.deeper = self._cumulative(dynamics.deeper_temper * log_weight, shown, dynamics.exposure_explore)
+        self.last_shown = n_posts - 1 - np.argmax(shown[:, ::-1], axis=1)
+        self.published = published
+        self.n_posts = n_posts
+        self.favoured_redraws = dynamics.favoured_redraws
+
+    @staticmethod
+    def _cumulative(log_weight: np.ndarray, shown: np.ndarray, explore: float) -> np.ndarray:
+        """All days' cumulative shares in one increasing array, day d's in [d, d + 1], so that one
+        searchsorted draws for views of any days."""
+        weights = np.where(shown, np.exp(log_weight - log_weight[shown].max()), 0.0)  # max: no overflow
+        shares = ((1 - explore) * weights / weights.sum(axis=1, keepdims=True)
+                  + explore * shown / shown.sum(axis=1, keepdims=True))  # fmt: skip
+        return (np.cumsum(shares, axis=1) + np.arange(len(shown))[:, None]).ravel()
+
+    def draw(self, rng, seconds: np.ndarray, attempt: int = 0) -> np.ndarray:
+        """A post for each view at seconds since the start, never one published after the view.
+
+        attempt counts the redraws of a post the user has seen: after ``favoured_redraws`` the
+        feed goes deeper, with flatter weights."""
+        cumulative = self.favoured if attempt < self.favoured_redraws else self.deeper
+        day = seconds // DAY_SECONDS
+        posts = np.empty(len(seconds), dtype=np.int64)
+        todo = np.arange(len(seconds))
+        while len(todo):
+            needles = day[todo] + rng.random(len(todo))
+            order = np.argsort(needles)  # searchsorted is much faster with sorted needles
+            found = np.empty(len(todo), dtype=np.int64)
+            found[order] = np.searchsorted(cumulative, needles[order], side="right")
+            # Rounding may put a draw a hair beyond its day's bounds: keep it on the day's shown posts
+            # (post 0 is the earliest published, always shown).
+            found = np.clip(found - day[todo] * self.n_posts, 0, self.last_shown[day[todo]])
+            ok = self.published[found] <= seconds[todo]
+            posts[todo[ok]] = found[ok]
+            todo = todo[~ok]
+        return posts
+
+
+def solve_dynamic_intercept(rng, truth: GroundTruth, sessions: np.ndarray, exposure: DailyExposure, preset: Preset,
+                            feed: FeedSpec, like_rate: float) -> float:  # fmt: skip
+    """The intercept at which the expected like-rate of the views equals like_rate.
+
+    Measured on the views of a pilot sample of users, made as the feed makes them: a user's posts
+    are distinct, so heavy users go deeper into older, faded posts than independent draws would.
+    """
+    pilot = np.sort(rng.choice(len(sessions), min(len(sessions), 2_000), replace=False))
+    session_user, session_day = _planned_sessions(sessions[pilot])
+    view_user, seconds, posts = _views(rng, len(pilot), session_user, session_day, preset, feed, exposure.draw,
+                                       len(truth.post_ids))  # fmt: skip
+    times = np.datetime64(preset.start, "us") + seconds * SECOND
+    truth.intercept = 0.0
+    logits = truth.logit_by_index(pilot[view_user], posts, times)
+    return float(brentq(lambda b: expit(logits + b).mean() - like_rate, -15, 15))
+
+
+def _distinct_per_user(rng, view_user: np.ndarray, posts: np.ndarray, draw_posts: Callable, seconds: np.ndarray,
+                       n_posts: int):  # fmt: skip
     """Redraw posts a user was already given, so that repeats are only the planted ones."""
     key = view_user.astype(np.int64) * n_posts + posts
     order = np.argsort(key)
@@ -334,10 +529,10 @@ def _distinct_per_user(rng, view_user: np.ndarray, posts: np.ndarray, cumulative
     duplicate = np.r_[False, sorted_key[1:] == sorted_key[:-1]]
     taken, redo = sorted_key[~duplicate], order[duplicate]
     accepted = np.empty(0, dtype=np.int64)  # keys taken by redraws, few enough to re-sort
-    for _ in range(30):  # a user with more views than posts to show keeps some repeats
+    for attempt in range(30):  # a user with more views than posts to show keeps some repeats
         if len(redo) == 0:
             break
-        fresh = np.searchsorted(cumulative, rng.random(len(redo)), side="right")
+        fresh = draw_posts(rng, seconds[redo], attempt)
         fresh_key = view_user[redo].astype(np.int64) * n_posts + fresh
         first_of_key = np.zeros(len(redo), dtype=bool)
         first_of_key[np.unique(fresh_key, return_index=True)[1]] = True
@@ -370,13 +565,41 @@ def _plant_repeats(rng, view_user: np.ndarray, posts: np.ndarray, user_start: np
 
 def feed_chunk(rng, users: np.ndarray, active_days: np.ndarray, preset: Preset, feed: FeedSpec,
                post_weights: np.ndarray, truth: GroundTruth, user_ids, post_ids) -> pa.Table:  # fmt: skip
-    """The feed rows of a group of users: sessions, views with likes drawn from the truth, like rows."""
+    """The static world's feed rows of a group of users: random active days, a random feed."""
     # Active days (distinct, random) and sessions per active day.
     day_rank = rng.random((len(users), preset.days)).argsort(axis=1)
     chosen = day_rank < active_days[users, None]
     session_user, session_day = np.nonzero(chosen)
     repeats = 1 + rng.poisson(feed.extra_sessions_per_day, len(session_user))
     session_user, session_day = np.repeat(session_user, repeats), np.repeat(session_day, repeats)
+    cumulative = np.cumsum(post_weights)
+
+    def draw_posts(rng, seconds, attempt=0):
+        return np.searchsorted(cumulative, rng.random(len(seconds)), side="right")
+
+    views = _views(rng, len(users), session_user, session_day, preset, feed, draw_posts, len(post_ids))
+    return _feed_rows(rng, users, *views, preset, feed, truth, user_ids, post_ids)
+
+
+def dynamic_feed_chunk(rng, users: np.ndarray, sessions: np.ndarray, preset: Preset, feed: FeedSpec,
+                       exposure: DailyExposure, truth: GroundTruth, user_ids, post_ids) -> pa.Table:  # fmt: skip
+    """The dynamic world's feed rows of a group of users: their planned sessions, the earlier recommender's posts."""
+    session_user, session_day = _planned_sessions(sessions[users])
+    views = _views(rng, len(users), session_user, session_day, preset, feed, exposure.draw, len(post_ids))
+    return _feed_rows(rng, users, *views, preset, feed, truth, user_ids, post_ids)
+
+
+def _planned_sessions(sessions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(row, day) of every session in a [user, day] matrix of session counts."""
+    session_user, session_day = np.nonzero(sessions)
+    repeats = sessions[session_user, session_day]
+    return np.repeat(session_user, repeats), np.repeat(session_day, repeats)
+
+
+def _views(rng, n_users: int, session_user: np.ndarray, session_day: np.ndarray, preset: Preset, feed: FeedSpec,
+           draw_posts: Callable, n_posts: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    """Sessions (user row, day) to views (user row, seconds since the start, post), by user and time;
+    draw_posts(rng, seconds, attempt) picks the posts (attempt: the redraws so far of a seen post)."""
     n_views = np.clip(np.round(rng.normal(feed.session_views_mean, feed.session_views_sd, len(session_user))), 3, None)
     n_views = n_views.astype(np.int64)
 
@@ -401,19 +624,24 @@ def feed_chunk(rng, users: np.ndarray, active_days: np.ndarray, preset: Preset, 
     seconds = np.floor(seconds).astype(np.int64)
     order = np.argsort(view_user * (preset.days * DAY_SECONDS) + seconds)  # by user, then time
     view_user, seconds = view_user[order], seconds[order]
-    user_start = np.searchsorted(view_user, np.arange(len(users)))
+    user_start = np.searchsorted(view_user, np.arange(n_users))
 
-    cumulative = np.cumsum(post_weights)
-    posts = np.searchsorted(cumulative, rng.random(len(view_user)), side="right")
-    posts = _distinct_per_user(rng, view_user, posts, cumulative, len(post_weights))
+    posts = draw_posts(rng, seconds)
+    posts = _distinct_per_user(rng, view_user, posts, draw_posts, seconds, n_posts)
     posts = _plant_repeats(rng, view_user, posts, user_start, feed.repeat_share)
+    return view_user, seconds, posts
 
+
+def _feed_rows(rng, users: np.ndarray, view_user: np.ndarray, seconds: np.ndarray, posts: np.ndarray,
+               preset: Preset, feed: FeedSpec, truth: GroundTruth, user_ids, post_ids) -> pa.Table:  # fmt: skip
+    """Views to feed rows: likes drawn from the truth, a like row 8..177 s after each liked view."""
+    n_posts = len(post_ids)
     epoch = np.datetime64(preset.start, "us")
     times = epoch + seconds * SECOND
     global_user = users[view_user]
     liked = rng.random(len(posts)) < expit(truth.logit_by_index(global_user, posts, times))
     # A post can be liked once: later views of a liked post stay unliked.
-    key = view_user.astype(np.int64) * len(post_weights) + posts
+    key = view_user.astype(np.int64) * n_posts + posts
     order = np.argsort(key * (preset.days * DAY_SECONDS) + seconds)  # by (user, post), then time
     liked_sorted = liked[order].astype(np.int64)
     group_start = np.r_[True, key[order][1:] != key[order][:-1]]
@@ -440,14 +668,19 @@ def feed_chunk(rng, users: np.ndarray, active_days: np.ndarray, preset: Preset, 
     )
 
 
-def build(preset: Preset, seed: int, spec: LatentSpec = LatentSpec(), feed: FeedSpec = FeedSpec()) -> Generated:
-    """Users, posts and ground truth in memory, and a generator of the feed, chunk by chunk."""
+def build(preset: Preset, seed: int, spec: LatentSpec = LatentSpec(), feed: FeedSpec = FeedSpec(),
+          world: str = "static", dynamics: DynamicSpec = DynamicSpec()) -> Generated:  # fmt: skip
+    """Users, posts and ground truth in memory, and a generator of the feed, chunk by chunk.
+
+    Both worlds share users, posts and their latent taste for a seed; the dynamic one adds its own
+    draws (``DynamicSpec``) on streams of its own, so the static world stays what it was.
+    """
+    if world not in WORLDS:
+        raise ValueError(f"world {world!r}: expected one of {', '.join(WORLDS)}")
     streams = np.random.SeedSequence(seed).spawn(6)
     users = make_users(np.random.default_rng(streams[0]), preset.users)
     posts, subtheme, labels = make_posts(np.random.default_rng(streams[1]), preset.posts)
     bias, quality, taste = make_latent(np.random.default_rng(streams[2]), users, subtheme, labels, spec)
-    active_days, views = plan_activity(np.random.default_rng(streams[3]), preset.users, preset.days, feed)
-    weights = exposure_weights(np.random.default_rng(streams[4]), preset.posts, feed)
     truth = GroundTruth(
         user_ids=users["user_id"].to_numpy(),
         post_ids=posts["post_id"].to_numpy(),
@@ -464,27 +697,63 @@ def build(preset: Preset, seed: int, spec: LatentSpec = LatentSpec(), feed: Feed
             "preset": asdict(preset) | {"start": preset.start.isoformat()},
             "latent": asdict(spec),
             "day_start_hour": feed.day_start_hour,
+            "world": world,
         },
     )
-    truth.intercept = solve_intercept(np.random.default_rng([seed, 1]), truth, views, weights, spec.like_rate)
-    user_ids, post_ids = truth.user_ids, truth.post_ids
+    if world == "static":
+        active_days, views = plan_activity(np.random.default_rng(streams[3]), preset.users, preset.days, feed)
+        weights = exposure_weights(np.random.default_rng(streams[4]), preset.posts, feed)
+        truth.intercept = solve_intercept(np.random.default_rng([seed, 1]), truth, views, weights, spec.like_rate)
+        joined_day = np.zeros(preset.users, dtype=np.int64)
+
+        def chunk(rng, members):
+            return feed_chunk(rng, members, active_days, preset, feed, weights, truth, truth.user_ids, truth.post_ids)
+    else:
+        exposure, joined_day, sessions = _dynamic_world(seed, truth, preset, feed, dynamics)
+        views = sessions.sum(axis=1) * feed.session_views_mean
+        truth.intercept = solve_dynamic_intercept(np.random.default_rng([seed, 1]), truth, sessions, exposure, preset,
+                                                  feed, spec.like_rate)  # fmt: skip
+
+        def chunk(rng, members):
+            return dynamic_feed_chunk(rng, members, sessions, preset, feed, exposure, truth, truth.user_ids,
+                                      truth.post_ids)  # fmt: skip
 
     def feed_chunks():
         chunk_streams = np.random.SeedSequence([seed, 2]).spawn((preset.users + USERS_PER_CHUNK - 1) // USERS_PER_CHUNK)
         for number, stream in enumerate(chunk_streams):
             members = np.arange(number * USERS_PER_CHUNK, min(preset.users, (number + 1) * USERS_PER_CHUNK))
-            yield feed_chunk(np.random.default_rng(stream), members, active_days, preset, feed, weights, truth,
-                             user_ids, post_ids)  # fmt: skip
+            yield chunk(np.random.default_rng(stream), members)
 
-    return Generated(users, posts, truth, views, feed_chunks)
+    return Generated(users, posts, truth, views, joined_day, feed_chunks)
+
+
+def _dynamic_world(seed: int, truth: GroundTruth, preset: Preset, feed: FeedSpec, dynamics: DynamicSpec):
+    """Fill the truth's dynamic arrays; return the earlier recommender's exposure, join days and sessions."""
+    posts_stream, users_stream, exposure_stream = np.random.SeedSequence([seed, 3]).spawn(3)
+    published, decay, trend, trend_start = make_post_dynamics(
+        np.random.default_rng(posts_stream), len(truth.post_ids), len(truth.subthemes), preset.days, dynamics
+    )
+    epoch = np.datetime64(preset.start, "us")
+    truth.post_published = epoch + published * SECOND
+    truth.post_decay = decay
+    truth.trend = trend
+    truth.trend_start = epoch + trend_start * SECOND
+    truth.trend_step_hours = dynamics.trend_step_hours
+    truth.meta["dynamics"] = asdict(dynamics)
+    joined_day, sessions = plan_dynamic_activity(np.random.default_rng(users_stream), len(truth.user_ids),
+                                                 preset.days, feed, dynamics)  # fmt: skip
+    exposure = DailyExposure(np.random.default_rng(exposure_stream), truth, published, preset.days,
+                             feed.day_start_hour, dynamics)  # fmt: skip
+    return exposure, joined_day, sessions
 
 
 class SourceNotEmptyError(RuntimeError):
     """Generating would overwrite tables that already hold data."""
 
 
-def generate_into(source: Source, preset: Preset, seed: int, replace: bool, truth_dir, progress=None) -> dict:
-    """Generate the three tables into the source and the ground truth into truth_dir.
+def generate_into(source: Source, preset: Preset, seed: int, replace: bool, truth_dir, progress=None,
+                  world: str = "static") -> dict:  # fmt: skip
+    """Generate the three tables of a static or dynamic world into the source and the ground truth into truth_dir.
 
     progress, if given, is called after each feed chunk with (rows so far, rows expected).
     """
@@ -497,7 +766,7 @@ def generate_into(source: Source, preset: Preset, seed: int, replace: bool, trut
                 f"{source.url.display} already holds data ({held}); pass --replace to overwrite it"
             )
     started = time.perf_counter()
-    generated = build(preset, seed)
+    generated = build(preset, seed, world=world)
     log.info("users %s, posts %s built in %.1f s", generated.users.num_rows, generated.posts.num_rows,
              time.perf_counter() - started)  # fmt: skip
     rows, expected = 0, int(generated.views_per_user.sum() * (1 + LatentSpec.like_rate))
@@ -521,5 +790,5 @@ def generate_into(source: Source, preset: Preset, seed: int, replace: bool, trut
     generated.truth.save(truth_dir)
     elapsed = time.perf_counter() - started
     log.info("generated %s feed rows in %.1f s (%.0f rows/s)", f"{rows:,}", elapsed, rows / elapsed)
-    return {"users": generated.users.num_rows, "posts": generated.posts.num_rows, "feed_rows": rows,
+    return {"world": world, "users": generated.users.num_rows, "posts": generated.posts.num_rows, "feed_rows": rows,
             "seconds": round(elapsed, 1)}  # fmt: skip

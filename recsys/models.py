@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit
 
-from recsys.features import CATEGORICAL, CLUSTER, HISTORY, SIMILARITY, TASTE, USER_CATEGORICAL
+from recsys.features import CATEGORICAL, CLUSTER, COLLAB, HISTORY, SIMILARITY, TASTE, TIME, USER_CATEGORICAL
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,9 @@ TEXT_SPACE = {"control": "control", "test": "test", "recipe": "control"}
 # The kinds that boost from the taste model's log-odds (the recipe has no history features).
 OFFSET = "taste_model_logit"
 OFFSET_KINDS = ("control", "test")
+# The served ranking weighs the probability by the post's recent exposure (``ranking_scores``).
+EXPOSURE_COLUMN = "post_views_1d"
+EXPOSURE_POWER_KEY = "exposure_power"
 
 
 def feature_columns(kind: str, frame: pd.DataFrame) -> tuple[list[str], list[str]]:
@@ -45,7 +48,8 @@ def feature_columns(kind: str, frame: pd.DataFrame) -> tuple[list[str], list[str
         return [*categorical, "age", "month", *text], categorical
     if kind in ("control", "test"):
         categorical = list(CATEGORICAL)
-        return [*categorical, "age", "hour", "day_of_week", *HISTORY, *SIMILARITY, *CLUSTER, *TASTE, *text], categorical
+        return ([*categorical, "age", "hour", "day_of_week", *HISTORY, *TIME, *COLLAB, *SIMILARITY, *CLUSTER, *TASTE,
+                 *text], categorical)  # fmt: skip
     raise ValueError(f"unknown model kind {kind!r}; expected one of {', '.join(MODEL_KINDS)}")
 
 
@@ -139,6 +143,24 @@ def predict(model, kind: str, frame: pd.DataFrame) -> np.ndarray:
     raw = model.predict(Pool(frame[columns], cat_features=categorical), prediction_type="RawFormulaVal")
     start = _offset(frame, model.get_metadata().get("offset"))
     return expit(raw if start is None else raw + start)
+
+
+def exposure_power(model) -> float:
+    """The power of the post's recent exposure in the model's served ranking (0: its probability alone)."""
+    return float(model.get_metadata().get(EXPOSURE_POWER_KEY, 0.0))
+
+
+def ranking_scores(model, kind: str, frame: pd.DataFrame, power: float | None = None) -> np.ndarray:
+    """What a model serves by: its like probability given a view, times (views of the post on the last
+    day + 1) ** power. A post is liked later only if it is shown later, and a feed chosen by an
+    earlier ranking shows what it showed yesterday again: the product estimates P(liked later). The
+    power is chosen per model on the validation days (``training.tune_exposure``) and kept in the
+    model file; None reads it from there."""
+    power = exposure_power(model) if power is None else power
+    probability = predict(model, kind, frame)
+    if power == 0:
+        return probability
+    return probability * (np.nan_to_num(frame[EXPOSURE_COLUMN].to_numpy(np.float64)) + 1) ** power
 
 
 def load(path: Path):

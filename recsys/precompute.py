@@ -1,20 +1,23 @@
-"""Precompute every user's top-K posts, each user scored by the model of their A/B group.
+"""Precompute every user's top-K posts, each user ranked by what serves their A/B group: the group's
+model, or the best baseline (``recsys.rankers``) when the gate found the model worse than it.
 
 The nightly steps (the DAG maps ``run_shard`` over groups x shards):
 
 1. ``stage(settings)``: a staging snapshot holding all a shard needs: users with their group and
-   shard, posts, the pairs liked before the cutoff, the published models, and the history as of the
-   cutoff in each model's text space. Returns the staging folder.
+   shard, posts, the pairs liked before the cutoff, the models that serve, and the history as of the
+   cutoff in each group's text space; ``plan.json`` names the method serving each group's known users
+   (``group_methods``) and fresh users (``fresh_methods``). Returns the staging folder.
 2. ``run_shard(staging_dir, group, shard)``: one shard of one group writes its own Parquet file.
    Shards share nothing but the staging folder, so they can run on different machines.
 3. ``recsys.snapshot.publish(staging_dir, settings)``.
 
 Scoring is vectorised: a block of users x their candidate posts is one feature frame
-(``ServingFeatures``, equal to the training features) and one CatBoost call. Candidates are all
-posts; when there are more than ``RECSYS_CANDIDATES``, the top ones by the like-rate of the post
-among users of the user's cohort (a cheap stage; its cost is measured in bench/serve_full.py).
-Posts the user liked before the cutoff are never recommended. The day is cut into
-``RECSYS_TIME_BUCKETS`` equal parts, each scored at its middle hour on the day after the cutoff.
+(``ServingFeatures``, equal to the training features) and one CatBoost call (or one baseline, a
+function of the same frame). Candidates are all posts; when there are more than
+``RECSYS_CANDIDATES``, the top ones by the like-rate of the post among users of the user's cohort
+(a cheap stage; its cost is measured in bench/serve_full.py). Posts the user liked before the
+cutoff are never recommended. The day is cut into ``RECSYS_TIME_BUCKETS`` equal parts, each scored
+at its middle hour on the day after the cutoff.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from recsys import ab, models, snapshot, training
+from recsys import ab, models, rankers, snapshot, training
 from recsys.features import ServingFeatures
 from recsys.files import read_json, write_json
 
@@ -52,9 +55,30 @@ def bucket_of(hour: int, buckets: int) -> int:
 
 
 def group_models_of(settings) -> dict[str, str]:
-    """The model each A/B group is served by: control gets control; test gets RECSYS_AB_TEST_MODEL
+    """The model kind of each A/B group: control gets control; test gets RECSYS_AB_TEST_MODEL
     (``test``, or ``control`` for an A/A experiment)."""
     return {"control": "control", "test": settings.ab_test_model}
+
+
+def served_methods(group_models: dict[str, str], decisions: dict | None) -> tuple[dict[str, str], dict[str, str]]:
+    """(group -> method serving its known users, group -> method serving its fresh users): the group's
+    model kind, or the baseline the gate's decisions (``serving.json``) put in its place. Without
+    decisions every kind serves itself."""
+    if decisions is None:
+        return dict(group_models), dict(group_models)
+    kinds = decisions["kinds"]
+    return ({group: kinds[kind]["served_by"] for group, kind in group_models.items()},
+            {group: kinds[kind]["fresh_served_by"] for group, kind in group_models.items()})  # fmt: skip
+
+
+def load_method(snapshot_dir: Path, method: str):
+    """What ``method_scores`` needs to score a method: the snapshot's model of a kind; None for a baseline."""
+    return None if method in rankers.BASELINES else models.load(snapshot_dir / "models" / f"{method}.cbm")
+
+
+def method_scores(model, method: str, frame: pd.DataFrame) -> np.ndarray:
+    """Scores of a feature frame's rows by a baseline (``model`` None) or by the model of a kind."""
+    return rankers.score(method, frame) if model is None else models.ranking_scores(model, method, frame)
 
 
 def stage(settings, version: str | None = None) -> Path:
@@ -82,10 +106,12 @@ def stage(settings, version: str | None = None) -> Path:
 
     (staging / "models").mkdir()
     group_models = group_models_of(settings)
-    history_keys = {}
-    for kind in set(group_models.values()):
+    group_methods, fresh_methods = served_methods(group_models, training.read_serving(version_dir))
+    for kind in {*group_methods.values(), *fresh_methods.values()} - set(rankers.BASELINES):
         for suffix in (".cbm", ".json"):
             shutil.copy2(version_dir / f"{kind}{suffix}", staging / "models" / f"{kind}{suffix}")
+    history_keys = {}
+    for kind in set(group_models.values()):  # a baseline serving a group is scored in its model's space
         space = models.TEXT_SPACE[kind]
         if space not in history_keys:
             history_keys[space] = _write_state(store, space, as_of, staging / "state" / space)
@@ -103,11 +129,13 @@ def stage(settings, version: str | None = None) -> Path:
         "shards": settings.shards,
         "groups": list(group_models),
         "group_models": group_models,
+        "group_methods": group_methods,
+        "fresh_methods": fresh_methods,
         "history_keys": history_keys,
     })  # fmt: skip
-    log.info("staged snapshot %s: %s users, %s posts, %s liked pairs, cutoff %s (%.1f s)", staging.name,
-             f"{len(users):,}", f"{len(posts):,}", f"{len(liked):,}", cutoff,
-             time.perf_counter() - started)  # fmt: skip
+    log.info("staged snapshot %s: %s users, %s posts, %s liked pairs, cutoff %s, served by %s (fresh users: %s) "
+             "(%.1f s)", staging.name, f"{len(users):,}", f"{len(posts):,}", f"{len(liked):,}", cutoff,
+             group_methods, fresh_methods, time.perf_counter() - started)  # fmt: skip
     return staging
 
 
@@ -161,9 +189,10 @@ def cohort_candidates(serving: ServingFeatures, users: pd.DataFrame, count: int)
     return best[user_cohort]
 
 
-def rank_users(model, kind: str, serving: ServingFeatures, users: pd.DataFrame, liked: pd.DataFrame,
+def rank_users(model, method: str, serving: ServingFeatures, users: pd.DataFrame, liked: pd.DataFrame,
                as_of: dt.date, top_k: int, buckets: int, candidates: int, progress=None) -> pd.DataFrame:  # fmt: skip
-    """The top_k posts per user and time bucket: user_id, bucket, rank, post_id, score."""
+    """The top_k posts per user and time bucket by a method (a model kind with its model, or a
+    baseline with None): user_id, bucket, rank, post_id, score."""
     users = users.reset_index(drop=True)
     candidate_index = cohort_candidates(serving, users, candidates)
     per_user = candidate_index.shape[1]
@@ -181,7 +210,7 @@ def rank_users(model, kind: str, serving: ServingFeatures, users: pd.DataFrame, 
         already_liked = np.isin(rows[:, None] * len(post_ids) + block_candidates, liked_codes)
         for bucket, hour in enumerate(hours):
             frame["hour"] = float(int(hour))
-            scores = models.predict(model, kind, frame).reshape(len(rows), per_user)
+            scores = method_scores(model, method, frame).reshape(len(rows), per_user)
             scores[already_liked] = -np.inf
             top = np.argpartition(-scores, top_k - 1, axis=1)[:, :top_k]
             top_scores = np.take_along_axis(scores, top, axis=1)
@@ -198,7 +227,7 @@ def rank_users(model, kind: str, serving: ServingFeatures, users: pd.DataFrame, 
         done = rows[-1] + 1
         rate = done / max(time.perf_counter() - started, 1e-9)
         log.info("ranked %s/%s users with %s (%.0f users/s, %s candidates each)", f"{done:,}", f"{len(users):,}",
-                 kind, rate, f"{per_user:,}")  # fmt: skip
+                 method, rate, f"{per_user:,}")  # fmt: skip
         if progress is not None:
             progress(len(rows))
     if not parts:
@@ -222,11 +251,10 @@ def run_shard(staging_dir: Path, group: str, shard: int, progress=None) -> Path:
     if group not in plan["groups"] or not 0 <= shard < plan["shards"]:
         raise ValueError(f"no shard {group}/{shard} in snapshot {plan['snapshot']} "
                          f"(groups {plan['groups']}, shards 0..{plan['shards'] - 1})")  # fmt: skip
-    kind = plan["group_models"][group]
+    method, space = plan["group_methods"][group], models.TEXT_SPACE[plan["group_models"][group]]
     users = pd.read_parquet(staging_dir / "users.parquet", filters=[("group", "==", group), ("shard", "==", shard)])
     liked = pd.read_parquet(staging_dir / "liked.parquet", filters=[("user_id", "in", users["user_id"].tolist())])
-    ranked = rank_users(models.load(staging_dir / "models" / f"{kind}.cbm"), kind,
-                        load_serving(staging_dir, models.TEXT_SPACE[kind]), users, liked,
+    ranked = rank_users(load_method(staging_dir, method), method, load_serving(staging_dir, space), users, liked,
                         dt.date.fromisoformat(plan["as_of"]), plan["top_k"], plan["time_buckets"],
                         plan["candidates"], progress)  # fmt: skip
     target = snapshot.shard_file(staging_dir, group, shard)
@@ -234,7 +262,7 @@ def run_shard(staging_dir: Path, group: str, shard: int, progress=None) -> Path:
     partial = target.with_name(f".{target.name}.partial")
     pq.write_table(pa.Table.from_pandas(ranked, preserve_index=False), partial)
     partial.replace(target)  # a rerun of a shard replaces its file, never adds to it
-    log.info("shard %s/%d: %s rows for %s users", group, shard, f"{len(ranked):,}", f"{len(users):,}")
+    log.info("shard %s/%d: %s rows for %s users by %s", group, shard, f"{len(ranked):,}", f"{len(users):,}", method)
     return target
 
 

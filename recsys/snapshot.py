@@ -4,12 +4,15 @@ Layout of ``RECSYS_DATA_DIR/snapshots/``::
 
     CURRENT                      the id of the snapshot being served (replaced atomically)
     .staging-<id>/               a snapshot being built (never read by the API)
-    <id>/plan.json               what precompute was asked to do (groups, shards, K, buckets, ...)
-    <id>/manifest.json           written last: model versions, split, row counts, sha256 of every file
+    <id>/plan.json               what precompute was asked to do (groups, shards, K, buckets, ...) and
+                                 what serves each group: its model or a baseline (group_methods,
+                                 fresh_methods for users the snapshot does not know)
+    <id>/manifest.json           written last: model versions, what serves each group, split, row
+                                 counts, sha256 of every file
     <id>/users.parquet           every user known at the cutoff, with A/B group and shard
     <id>/posts.parquet           post_id, text, topic: what a response shows
     <id>/liked.parquet           (user_id, post_id) pairs liked before the cutoff: never recommended
-    <id>/models/<kind>.cbm       the served models (a snapshot is self-contained)
+    <id>/models/<kind>.cbm       the models that serve a group (a snapshot is self-contained)
     <id>/state/<space>/*.parquet the history as of the cutoff, for scoring fresh users
     <id>/recommendations/<group>-<shard>.parquet   user_id, bucket, rank, post_id, score
 
@@ -79,7 +82,7 @@ def publish(staging_dir: Path, settings) -> str:
                             f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")  # fmt: skip
     rows = {p.name: pq.ParquetFile(p).metadata.num_rows for p in sorted(expected)}
     copied = ("snapshot", "models_version", "cutoff", "as_of", "ab", "top_k", "time_buckets", "candidates",
-              "shards", "groups", "group_models")  # fmt: skip
+              "shards", "groups", "group_models", "group_methods", "fresh_methods")  # fmt: skip
     manifest = {
         **{key: plan[key] for key in copied},
         "recommendation_rows": rows,

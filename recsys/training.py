@@ -6,8 +6,9 @@
    baseline), saved as ``<kind>.cbm`` with ``<kind>.json`` (features, parameters, time, metrics).
 3. ``evaluate_version(version_dir, settings)``: every method on the test days: ``evaluation.json``,
    ``evaluation.png``, and a copy under ``evaluations/<version>/``.
-4. ``gate_and_publish(version_dir, settings)``: publish only models that pass the quality gate;
-   ``models/CURRENT`` names the published version and changes atomically.
+4. ``gate_and_publish(version_dir, settings)``: decide, for each served model kind, whether the model or
+   the best baseline serves its groups (``serving.json``), then publish the version: ``models/CURRENT``
+   names it and changes atomically. A model that fails is served by the baseline, never by nothing.
 """
 
 from __future__ import annotations
@@ -22,20 +23,19 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from recsys import evaluate, models
-from recsys.features import FeatureStore, Split, sample_views, time_split
+from recsys import abstats, evaluate, models, rankers
+from recsys.features import FeatureStore, Split, evidence_split, sample_views
 from recsys.files import read_json, write_atomically, write_json
 from recsys.text_features import VARIANTS, post_text_vectors
 
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
+SERVED_HITS = "served_hits.parquet"  # per method and evaluated user: the served hit, for paired comparisons
 CURRENT = "CURRENT"
 SERVED_KINDS = ("control", "test")
-
-
-class QualityGateError(RuntimeError):
-    """A model did not reach the quality bar; nothing was published."""
+SERVING = "serving.json"  # the gate's decisions
+FRESH_USERS_DECIDED_APART = 30  # fewer fresh users than this follow the decision over all users
 
 
 def read_manifest(version_dir: Path) -> dict:
@@ -54,18 +54,19 @@ def _remove_version(settings, version_dir: Path, reason: str) -> None:
 
 
 def _feature_store(settings, extract_path: Path, post_ids, vectors, cluster_vectors, text_clusters: int,
-                   taste_day_rows: int, version_dir: Path) -> FeatureStore:  # fmt: skip
+                   taste_day_rows: int, version_dir: Path, collab_refit_days: int) -> FeatureStore:  # fmt: skip
     """The extract's feature store, its DuckDB bounded by RECSYS_DUCKDB_MEMORY_LIMIT (spilling to tmp/);
-    the taste model's fits are kept in the version folder, made once for all of its tasks."""
+    the taste model's and the co-like factors' fits are kept in the version folder, made once for all
+    of its tasks."""
     return FeatureStore(extract_path, post_ids, vectors, text_clusters, settings.duckdb_memory_limit,
                         settings.data_dir / "tmp" / "duckdb", taste_day_rows, version_dir / "taste",
-                        cluster_vectors)  # fmt: skip
+                        cluster_vectors, version_dir / "collab", collab_refit_days)  # fmt: skip
 
 
 def prepare(settings, extract_path: Path) -> Path:
     started = time.perf_counter()
     # A rerun for the same date replaces its earlier attempts rather than adding to them; the
-    # published version stays until the new one passes the gate (gate_and_publish removes it then).
+    # published version stays until the new one is published (gate_and_publish removes it then).
     published = current_version(settings)
     for earlier in _attempts_of(settings, extract_path.name):
         if earlier.name != published:
@@ -85,8 +86,11 @@ def prepare(settings, extract_path: Path) -> Path:
     pd.DataFrame(columns).to_parquet(version_dir / "post_vectors.parquet", index=False)
 
     store = _feature_store(settings, extract_path, posts["post_id"].to_numpy(), vectors, cluster_vectors,
-                           settings.text_clusters, settings.taste_day_rows, version_dir)  # fmt: skip
-    split = time_split(*store.days(), settings.valid_days, settings.test_days)
+                           settings.text_clusters, settings.taste_day_rows, version_dir,
+                           settings.collab_refit_days)  # fmt: skip
+    user_days = dict(store.con.execute("SELECT day, count(DISTINCT user_id) FROM views GROUP BY day").fetchall())
+    split, split_rule = evidence_split(user_days, settings.valid_days, settings.test_days, settings.test_user_days)
+    log.info("%s", split_rule)
     train = sample_views(store, *split.train, settings.train_rows, settings.seed)
     valid = sample_views(store, *split.valid, max(1_000, settings.train_rows // 4), settings.seed)
     train.to_parquet(version_dir / "train.parquet", index=False)
@@ -95,12 +99,14 @@ def prepare(settings, extract_path: Path) -> Path:
         "version": version,
         "extract": str(extract_path),
         "split": split.as_dict(),
+        "split_rule": split_rule,
         "train_views": len(train),
         "valid_views": len(valid),
         "text_dimensions": {variant: matrix.shape[1] for variant, matrix in vectors.items()},
         "cluster_dimensions": {variant: matrix.shape[1] for variant, matrix in cluster_vectors.items()},
         "text_clusters": settings.text_clusters,
         "taste_day_rows": settings.taste_day_rows,
+        "collab_refit_days": settings.collab_refit_days,
         "embedding_model": settings.embedding_model,
         "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "prepare_seconds": round(time.perf_counter() - started, 1),
@@ -129,7 +135,8 @@ def version_post_vectors(version_dir: Path) -> tuple[np.ndarray, dict[str, np.nd
 def load_version(version_dir: Path, settings) -> tuple[FeatureStore, Split]:
     manifest = read_manifest(version_dir)
     store = _feature_store(settings, Path(manifest["extract"]), *version_post_vectors(version_dir),
-                           manifest["text_clusters"], manifest["taste_day_rows"], version_dir)  # fmt: skip
+                           manifest["text_clusters"], manifest["taste_day_rows"], version_dir,
+                           manifest.get("collab_refit_days", 1))  # fmt: skip
     return store, load_version_split(version_dir)
 
 
@@ -147,9 +154,38 @@ def train_model(version_dir: Path, kind: str, settings, store: FeatureStore | No
     space = models.TEXT_SPACE[kind]
     model, info = models.train(kind, _training_frame(store, version_dir / "train.parquet", space),
                                _training_frame(store, version_dir / "valid.parquet", space), settings)  # fmt: skip
+    if kind in models.OFFSET_KINDS:  # the served models
+        info["exposure_power"], info["exposure_tuning"] = tune_exposure(store, model, kind, version_dir, settings)
+        model.get_metadata()[models.EXPOSURE_POWER_KEY] = str(info["exposure_power"])
     model.save_model(str(version_dir / f"{kind}.cbm"))
     write_json(version_dir / f"{kind}.json", info)
     return info
+
+
+def tune_exposure(store: FeatureStore, model, kind: str, version_dir: Path, settings) -> tuple[float, dict]:
+    """The exposure power of a model's served ranking (``models.ranking_scores``), chosen among
+    RECSYS_EXPOSURE_POWERS on the validation days by served HitRate@5: the best power, if it beats
+    the probability alone (power 0) beyond noise (a paired bootstrap over users); otherwise 0.
+    Returns (power, served HitRate@5 and CI of each power's difference from 0)."""
+    split = load_version_split(version_dir)
+    methods = {str(power): evaluate.ModelRanker(model, kind, power) for power in settings.exposure_powers}
+    served = evaluate.evaluate_served(evaluate.Scorers(store, methods), *split.valid, settings.eval_users,
+                                      settings.seed + 2)  # fmt: skip
+    if served["per_user"].empty:
+        log.info("model %s: no validation users to choose an exposure power with; 0", kind)
+        return 0.0, {}
+    hits = served["per_user"].pivot(index="user_id", columns="method", values="hit")
+    tuning, best, best_rate = {}, 0.0, float(hits["0.0"].mean())
+    for power in settings.exposure_powers:
+        difference = hits[str(power)] - hits["0.0"]
+        low, high = abstats.paired_bootstrap_ci(difference, settings.gate_bootstrap, settings.seed)
+        rate = float(hits[str(power)].mean())
+        tuning[str(power)] = {"served_hit_rate": round(rate, 4), "difference_ci95": [round(low, 4), round(high, 4)]}
+        if low > 0 and rate > best_rate:
+            best, best_rate = power, rate
+    log.info("model %s: exposure power %s on the validation days (served HitRate@5 by power: %s)", kind, best,
+             {power: values["served_hit_rate"] for power, values in tuning.items()})  # fmt: skip
+    return best, tuning
 
 
 def _ground_truth(settings, store: FeatureStore):
@@ -180,6 +216,7 @@ def evaluate_version(version_dir: Path, settings, store: FeatureStore | None = N
         scorers, evaluate.replay_examples(store, *split.test, settings.train_rows, settings.seed)
     )
     served = evaluate.evaluate_served(scorers, *split.test, settings.eval_users, settings.seed, truth)
+    served.pop("per_user").to_parquet(version_dir / SERVED_HITS, index=False)
     report = {
         "version": version_dir.name,
         "split": split.as_dict(),
@@ -196,7 +233,7 @@ def evaluate_version(version_dir: Path, settings, store: FeatureStore | None = N
     evaluate.report_rows(report).to_parquet(version_dir / "evaluation.parquet", index=False)
     copy = settings.evaluations_dir / version_dir.name
     copy.mkdir(parents=True, exist_ok=True)
-    for name in ("evaluation.json", "evaluation.png", "evaluation.parquet"):
+    for name in ("evaluation.json", "evaluation.png", "evaluation.parquet", SERVED_HITS):
         shutil.copy2(version_dir / name, copy / name)
     log.info("evaluation of %s:\n%s", version_dir.name, evaluate.format_report(report))
     return report
@@ -207,22 +244,81 @@ def load_version_split(version_dir: Path) -> Split:
     return Split(**{name: tuple(dt.date.fromisoformat(d) for d in pair) for name, pair in days.items()})
 
 
-def check_quality(report: dict, settings) -> list[str]:
-    """Reasons why the served models may not be published (empty when they pass)."""
-    methods = report["methods"]
-    popular = methods["popular"]["replay_hit_rate"]["mean"]
-    failures = []
+def _compare(hits: pd.DataFrame, kind: str, settings) -> dict:
+    """The model of ``kind`` against the best baseline over the users of ``hits`` (one row per user,
+    one 0/1 column per method): the baseline with the highest mean, and a paired bootstrap 95% CI of
+    mean(model hit - baseline hit) over the users both were evaluated for."""
+    means = hits[[method for method in rankers.BASELINES if method in hits]].mean()
+    best = str(means.idxmax())  # a tie goes to the first in rankers.BASELINES
+    comparison = {"baseline": best, "hit_rate": None, "baseline_hit_rate": round(float(means[best]), 4),
+                  "difference": None, "ci95": None, "users": int(hits[best].notna().sum())}  # fmt: skip
+    paired = hits[[kind, best]].dropna() if kind in hits else hits.iloc[:0]
+    if paired.empty:
+        return comparison
+    difference = paired[kind] - paired[best]
+    low, high = abstats.paired_bootstrap_ci(difference, settings.gate_bootstrap, settings.seed)
+    return comparison | {"hit_rate": round(float(paired[kind].mean()), 4),
+                         "difference": round(float(difference.mean()), 4), "ci95": [round(low, 4), round(high, 4)],
+                         "users": len(paired)}  # fmt: skip
+
+
+def _verdict(kind: str, comparison: dict, model_hit_rate: float | None, settings, fresh: bool) -> tuple[bool, str]:
+    """(passed, the decision as a sentence) over all users or the fresh ones: the model fails when it
+    is worse than the best baseline beyond noise (the CI's upper end below 0), or when its served
+    HitRate@5 over all users (``model_hit_rate``) is below RECSYS_MIN_HITRATE, if that is set."""
+    baseline, who = comparison["baseline"], "fresh users" if fresh else "group"
+    if comparison["hit_rate"] is None:
+        return False, f"model {kind} was not trained or not evaluated: {who} served by {baseline}"
+    low, high = comparison["ci95"]
+    worse = high < 0
+    below_floor = settings.min_hit_rate is not None and model_hit_rate < settings.min_hit_rate
+    passed = not (worse or below_floor)
+    noise = "worse beyond noise" if worse else "better beyond noise" if low > 0 else "within noise"
+    floor = (f", and its served HitRate@5 {model_hit_rate:.3f} is below RECSYS_MIN_HITRATE "
+             f"{settings.min_hit_rate:g}" if below_floor else "")  # fmt: skip
+    users = f" on {comparison['users']} fresh users" if fresh else ""
+    return passed, (f"model {kind}{users}: served HitRate@5 {comparison['hit_rate']:.3f} vs {baseline} "
+                    f"{comparison['baseline_hit_rate']:.3f}, difference {comparison['difference']:+.3f} "
+                    f"[95% CI {low:+.3f}, {high:+.3f}]: {noise}{floor}, {who} served by "
+                    f"{kind if passed else baseline}")  # fmt: skip
+
+
+def decide_serving(served_hits: pd.DataFrame, trained: set[str], settings) -> dict:
+    """What serves the groups of each served model kind: the model, or the best baseline when the
+    model is worse than it beyond noise, below RECSYS_MIN_HITRATE, or not in ``trained``. Users
+    without history (fresh) are decided apart when there are enough of them to tell.
+
+    served_hits: the evaluation's served hits, one row per (method, user_id) with ``fresh`` and ``hit``.
+    """
+    hits = served_hits.pivot(index="user_id", columns="method", values="hit").astype(float)
+    hits = hits.drop(columns=[kind for kind in SERVED_KINDS if kind in hits and kind not in trained])
+    baselines = [method for method in rankers.BASELINES if method in hits]
+    if not baselines:
+        raise ValueError(f"the served hits name no baseline (expected some of {', '.join(rankers.BASELINES)})")
+    fresh = served_hits.groupby("user_id")["fresh"].any().reindex(hits.index).to_numpy(dtype=bool)
+    kinds = {}
     for kind in SERVED_KINDS:
-        if kind not in methods:
-            failures.append(f"model {kind} was not trained")
-            continue
-        hit_rate = methods[kind]["replay_hit_rate"]["mean"]
-        if hit_rate < settings.min_hit_rate:
-            failures.append(f"model {kind}: replay HitRate@5 {hit_rate:.4f} is below RECSYS_MIN_HITRATE "
-                            f"{settings.min_hit_rate:.2f}")  # fmt: skip
-        if hit_rate < popular:
-            failures.append(f"model {kind}: replay HitRate@5 {hit_rate:.4f} is below most-popular's {popular:.4f}")
-    return failures
+        overall = _compare(hits, kind, settings)
+        passed, reason = _verdict(kind, overall, overall["hit_rate"], settings, fresh=False)
+        served_by = kind if passed else overall["baseline"]
+        fresh_served_by, on_fresh = served_by, None
+        if fresh.sum() >= FRESH_USERS_DECIDED_APART:
+            on_fresh = _compare(hits[fresh], kind, settings)
+            fresh_passed, fresh_reason = _verdict(kind, on_fresh, overall["hit_rate"], settings, fresh=True)
+            fresh_served_by = kind if fresh_passed else on_fresh["baseline"]
+            on_fresh |= {"passed": fresh_passed, "reason": fresh_reason}
+        numbers = {key: value for key, value in overall.items() if key != "baseline"}  # the best one is named once
+        kinds[kind] = {"passed": passed, "served_by": served_by, "fresh_served_by": fresh_served_by, **numbers,
+                       "reason": reason, "fresh": on_fresh}  # fmt: skip
+    return {"best_baseline": str(hits[baselines].mean().idxmax()), "min_hit_rate": settings.min_hit_rate,
+            "bootstrap_resamples": settings.gate_bootstrap, "kinds": kinds}  # fmt: skip
+
+
+def read_serving(version_dir: Path) -> dict | None:
+    """The gate's decisions for a version (None for one published before the gate wrote them: each
+    kind then serves itself)."""
+    path = version_dir / SERVING
+    return read_json(path) if path.exists() else None
 
 
 def latest_version_dir(settings) -> Path:
@@ -239,15 +335,17 @@ def current_version(settings) -> str | None:
 
 
 def gate_and_publish(version_dir: Path, settings) -> str:
-    """Make the version current if its models pass the gate; otherwise raise, leaving CURRENT as it was."""
-    report = read_json(version_dir / "evaluation.json")
-    failures = check_quality(report, settings)
-    if failures:
-        kept = current_version(settings)
-        raise QualityGateError(
-            f"version {version_dir.name} not published ({'; '.join(failures)}); "
-            f"still serving {kept or 'nothing (no version was ever published)'}"
-        )
+    """Decide what serves each model kind's groups (``serving.json``) and make the version current.
+
+    A model that fails is served by the best baseline: a decision recorded with its reason, not an
+    error, so that what is served is always the best ranking proven on the evaluation."""
+    trained = {kind for kind in SERVED_KINDS if (version_dir / f"{kind}.cbm").exists()}
+    decisions = decide_serving(pd.read_parquet(version_dir / SERVED_HITS), trained, settings)
+    write_json(version_dir / SERVING, decisions)
+    for decision in decisions["kinds"].values():
+        log.info("%s", decision["reason"])
+        if decision["fresh"] is not None:
+            log.info("%s", decision["fresh"]["reason"])
     write_atomically(settings.models_dir / CURRENT, version_dir.name + "\n")
     log.info("published models %s", version_dir.name)
     # Snapshots carry copies of their models, so the replaced version of the same date can go.

@@ -82,6 +82,7 @@ def tiny_extract(tmp_path_factory):
 TINY_MODEL_ENV = {
     "RECSYS_CATBOOST_ITERATIONS": "40", "RECSYS_TRAIN_ROWS": "6000", "RECSYS_EVAL_USERS": "60",
     "RECSYS_EMBEDDING_COMPONENTS": "8", "RECSYS_SHARDS": "2", "RECSYS_TOP_K": "20", "RECSYS_CANDIDATES": "100",
+    "RECSYS_TEST_DAYS": "5", "RECSYS_TEST_USER_DAYS": "100",  # the last 5 of the tiny preset's 14 days
 }  # fmt: skip
 
 
@@ -121,6 +122,18 @@ def served(tiny_extract, tmp_path_factory):
     write_atomically(settings.models_dir / training.CURRENT, version_dir.name)
     precompute.run(settings)
     return env, data_dir
+
+
+def serve_test_group_by(settings, baseline: str) -> None:
+    """Gate decisions for the published version: control keeps its model, the test model's groups
+    (known and fresh users) get a baseline. The next precompute serves them so."""
+    from recsys import training
+    from recsys.files import write_json
+
+    kinds = {"control": {"served_by": "control", "fresh_served_by": "control"},
+             "test": {"served_by": baseline, "fresh_served_by": baseline}}  # fmt: skip
+    version_dir = settings.models_dir / training.current_version(settings)
+    write_json(version_dir / training.SERVING, {"best_baseline": baseline, "kinds": kinds})
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from starlette.testclient import TestClient
 
@@ -79,3 +80,27 @@ def test_no_exposures_is_a_clear_error(settings, capsys):
     with pytest.raises(ABReportError, match="no exposures between 2030-01-01 00:00:00 and now"):
         write_report(settings, since=dt.datetime(2030, 1, 1))
     assert main(["ab-report", "--since", "2030-01-01"]) == 1
+
+
+def test_exposures_logged_before_served_by_are_still_read(settings):
+    """Files from an API that did not log served_by yet: read as NULL beside newer files, and alone."""
+    from recsys.exposures import SCHEMA
+
+    users = pd.read_parquet(snapshot.current_dir(settings) / "users.parquet")["user_id"].head(2).tolist()
+    old_schema = pa.schema([field for field in SCHEMA if field.name != "served_by"])
+    old = pa.table([pa.array(values, field.type) for field, values in zip(old_schema, [
+        ["old-1"], [users[0]], ["control"], ["v0"], ["s0"], [False], [SHOWN_AT], [SHOWN_AT], [[1, 2]]],
+        strict=True)], schema=old_schema)  # fmt: skip
+    folder = settings.exposures_dir / f"day={SHOWN_AT.date()}"
+    folder.mkdir(parents=True)
+    pq.write_table(old, folder / "part-old.parquet")
+    only_old = catalog.connect(settings).execute("SELECT request_id, served_by FROM exposures").fetchall()
+    assert only_old == [("old-1", None)]
+
+    with TestClient(create_app(settings)) as client:
+        group = client.get("/post/recommendations/", params={"id": users[1], "time": SHOWN_AT.isoformat()}).json()[
+            "exp_group"]  # fmt: skip
+    rows = catalog.connect(settings).execute("SELECT user_id, served_by FROM exposures ORDER BY served_at").fetchall()
+    assert rows == [(users[0], None), (users[1], group)]
+    report = (write_report(settings) / "report.md").read_text()
+    assert f"{group}: snapshot {snapshot.current_id(settings)}" in report and f"ranked by {group}" in report

@@ -19,6 +19,7 @@ from starlette.testclient import TestClient
 from api.app import create_app, query_values
 from api.snapshots import FreshScorer
 from recsys import ab, precompute, snapshot
+from tests.conftest import serve_test_group_by
 
 
 @contextlib.contextmanager
@@ -63,6 +64,7 @@ def test_contract_and_group(client, served_copy):
     for post in body["recommendations"]:
         assert set(post) == {"id", "text", "topic"} and isinstance(post["id"], int) and post["text"]
     assert response.headers["x-model-version"] == snapshot.verify(snapshot.current_dir(served_copy))["models_version"]
+    assert response.headers["x-served-by"] == body["exp_group"]  # each group's own model serves it
     default = client.get("/post/recommendations/", params={"id": user_id, "time": "2021-10-15T10:00:00"}).json()
     assert default["recommendations"] == body["recommendations"][:5]  # limit defaults to 5
 
@@ -197,7 +199,7 @@ def test_fresh_user_is_ranked_as_precompute_ranks_a_user_without_history(served_
     manifest = snapshot.verify(folder)
     kind = manifest["group_models"]["test"]
     cohorts = users.sort_values("user_id").drop_duplicates("cohort")
-    scorer = FreshScorer(folder, kind, 40, cohorts)
+    scorer = FreshScorer(folder, kind, kind, 40, cohorts)
     newcomer = users.iloc[[7]].drop(columns=["group", "shard"])
     assert newcomer["cohort"].iloc[0] in scorer._by_cohort
     as_of = dt.date.fromisoformat(manifest["as_of"])
@@ -294,3 +296,65 @@ def test_every_response_is_an_exposure_after_a_clean_shutdown(served_copy):
     for row in log.itertuples():
         assert (row.user_id, list(row.post_ids)) == served[row.request_id]
     assert sorted(log["day"].astype(str).unique()) == ["2021-10-15", "2021-10-16", "2021-10-17"]
+    assert (log["served_by"] == log["exp_group"]).all()  # each group's own model served it
+
+
+def user_of_group(group: str, settings) -> int:
+    """An id outside the snapshot's users that the A/B split puts in the group."""
+    candidates = range(900_000_000, 900_001_000)
+    return next(u for u in candidates if ab.assign_group(u, settings.ab_salt, settings.ab_test_share) == group)
+
+
+def test_a_group_served_by_a_baseline_answers_with_it_and_logs_it(served_copy, monkeypatch, tmp_path):
+    """The gate put popular in the test model's place: known and fresh users of the test group get
+    popular's ranking, named in X-Served-By, /ready and the exposure log; control keeps its model."""
+    serve_test_group_by(served_copy, "popular")
+    published = precompute.run(served_copy)
+    ranked = pd.read_parquet(served_copy.snapshots_dir / published / "recommendations")
+    users = pd.read_parquet(served_copy.snapshots_dir / published / "users.parquet")
+    known = {group: int(users.loc[users["group"] == group, "user_id"].iloc[0]) for group in ("control", "test")}
+    newcomer = user_of_group("test", served_copy)
+    source = tmp_path / "source.duckdb"
+    shutil.copy(served_copy.source_url.removeprefix("duckdb:///"), source)
+    with duckdb.connect(str(source)) as con:
+        con.execute(f"INSERT INTO user_data SELECT {newcomer}, gender, age, country, city, exp_group, os, source "
+                    "FROM user_data ORDER BY user_id LIMIT 1")  # fmt: skip
+    monkeypatch.setenv("RECSYS_SOURCE_URL", f"duckdb:///{source}")
+    from recsys.config import load_settings
+
+    settings = load_settings()
+    with TestClient(create_app(settings)) as client:
+        ready = client.get("/ready").json()
+        assert ready["snapshot"] == published and ready["fresh_users"] == 1
+        assert ready["group_methods"] == ready["fresh_methods"] == {"control": "control", "test": "popular"}
+        answers = {name: client.get("/post/recommendations/", params={"id": user, "time": "2021-10-15T12:00"})
+                   for name, user in {**known, "fresh": newcomer}.items()}  # fmt: skip
+    served_by = {name: (answer.status_code, answer.headers["x-served-by"]) for name, answer in answers.items()}
+    assert served_by == {"control": (200, "control"), "test": (200, "popular"), "fresh": (200, "popular")}
+    shown = [p["id"] for p in answers["test"].json()["recommendations"]]
+    assert shown == ranked[ranked["user_id"] == known["test"]].sort_values("rank")["post_id"].head(5).tolist()
+    log = duckdb.sql(f"SELECT user_id, exp_group, fresh_user, served_by FROM read_parquet("
+                     f"'{settings.exposures_dir}/*/*.parquet') ORDER BY served_at").fetchall()  # fmt: skip
+    assert log == [(known["control"], "control", False, "control"), (known["test"], "test", False, "popular"),
+                   (newcomer, "test", True, "popular")]  # fmt: skip
+
+
+def test_a_fresh_user_of_a_baseline_served_group_is_ranked_by_the_baseline(served_copy):
+    """The same ranking precompute gives a user without history of a group the baseline serves."""
+    folder = snapshot.current_dir(served_copy)
+    users = users_of(served_copy)
+    manifest = snapshot.verify(folder)
+    cohorts = users.sort_values("user_id").drop_duplicates("cohort")
+    scorer = FreshScorer(folder, "popular", "test", 40, cohorts)
+    assert scorer.model is None
+    newcomer = users.iloc[[7]].drop(columns=["group", "shard"])
+    as_of = dt.date.fromisoformat(manifest["as_of"])
+    no_likes = pd.DataFrame({"user_id": [], "post_id": []})
+    expected = precompute.rank_users(None, "popular", scorer.serving, newcomer, no_likes, as_of, top_k=40, buckets=1,
+                                     candidates=40)  # fmt: skip
+    ranked = scorer.rank(newcomer.iloc[0].to_dict(), pd.Timestamp(as_of) + pd.Timedelta(hours=12))
+    assert ranked.tolist() == expected["post_id"].tolist()
+    candidates = scorer._by_cohort[newcomer["cohort"].iloc[0]]
+    frame = scorer.serving.features(newcomer, candidates[None, :], pd.Timestamp(as_of))
+    rates = dict(zip(scorer.post_ids[candidates], frame["post_like_rate"], strict=True))
+    assert [rates[post] for post in ranked] == sorted(rates.values(), reverse=True)  # popular's order

@@ -15,7 +15,7 @@ HOUR = dt.timedelta(hours=1)
 
 def exposures(*rows) -> pa.Table:
     """rows: (user_id, exp_group, time, post_ids)."""
-    full = [(f"r{i}", user, group, "v1", "s1", False, time, time, posts)
+    full = [(f"r{i}", user, group, "v1", "s1", False, time, time, posts, group)
             for i, (user, group, time, posts) in enumerate(rows)]  # fmt: skip
     columns = list(zip(*full, strict=True)) or [()] * len(SCHEMA)
     return pa.table([pa.array(column, field.type) for field, column in zip(SCHEMA, columns, strict=True)],

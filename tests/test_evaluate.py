@@ -8,8 +8,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from recsys.evaluate import (
+    BaselineRanker,
     OracleRanker,
-    PopularRanker,
     RandomRanker,
     Scorers,
     evaluate_replay,
@@ -19,6 +19,7 @@ from recsys.evaluate import (
     ndcg_at_k,
     random_hit_rate_at_k,
     replay_examples,
+    served_checks,
 )
 from recsys.features import FeatureStore
 from recsys.text_features import tfidf_components
@@ -63,8 +64,8 @@ def scored(tiny_extract):
     store = FeatureStore(extract, posts.column("post_id").to_numpy(),
                          {"control": tfidf_components(posts.column("text").to_pylist())})  # fmt: skip
     truth = GroundTruth.load(truth_dir)
-    rankers = {"random": RandomRanker(0), "another_random": RandomRanker(99), "popular": PopularRanker(),
-               "oracle": OracleRanker(truth)}  # fmt: skip
+    rankers = {"random": RandomRanker(0), "another_random": RandomRanker(99), "popular": BaselineRanker("popular"),
+               "trending_7d": BaselineRanker("trending_7d"), "oracle": OracleRanker(truth)}  # fmt: skip
     return store, Scorers(store, rankers), truth
 
 
@@ -91,19 +92,48 @@ def test_served_evaluation_scores_what_would_be_served(scored):
     assert methods["oracle"]["share_of_oracle"] == 1.0
     assert methods["oracle"]["expected_hit_rate"]["mean"] > methods["random"]["expected_hit_rate"]["mean"] + 0.1
     assert all(0 <= m["served_hit_rate"]["mean"] <= 1 for m in methods.values())
+    per_user = served["per_user"]
+    assert set(per_user["method"]) == set(methods)
+    assert per_user.groupby("method")["user_id"].apply(lambda ids: sorted(ids)).map(tuple).nunique() == 1  # paired
+    hit_rates = per_user.groupby("method")["hit"].mean()
+    assert hit_rates.to_dict() == pytest.approx({m: v["served_hit_rate"]["mean"] for m, v in methods.items()},
+                                                abs=1e-4)  # fmt: skip
 
 
-def test_scoring_users_against_all_posts_gives_the_scores_of_the_same_pairs(scored):
+def test_users_are_served_at_their_first_test_moment_and_fresh_ones_are_told_apart(scored):
+    store, _, _ = scored
+    checks = served_checks(store.con, dt.date(2021, 10, 10), dt.date(2021, 10, 14), users=10**6, seed=0)
+    first = store.con.execute("""
+        SELECT user_id, min(timestamp) AS moment, min(day) AS first_day FROM views
+        WHERE day BETWEEN DATE '2021-10-10' AND DATE '2021-10-14' GROUP BY user_id""").df().set_index("user_id")
+    before = set(store.con.execute("SELECT DISTINCT user_id FROM views WHERE day < DATE '2021-10-10'").fetchnumpy()[
+        "user_id"])  # fmt: skip
+    assert len(checks) == len(first)
+    checks = checks.set_index("user_id")
+    assert (checks["moment"] == first.loc[checks.index, "moment"]).all()
+    for user_id, row in checks.iterrows():
+        seen_earlier = store.con.execute(f"SELECT count(*) FROM views WHERE user_id = {user_id} "
+                                         f"AND day < DATE '{row['day']}'").fetchone()[0]  # fmt: skip
+        assert row["fresh"] == (seen_earlier == 0)
+    assert checks["fresh"].any() or before >= set(checks.index)
+
+
+def test_scoring_candidates_gives_the_scores_of_the_same_pairs(scored):
     store, scorers, _ = scored
     as_of = dt.date(2021, 10, 10)
+    noon = pd.Timestamp(as_of) + pd.Timedelta(hours=12)
     user_ids = store.con.execute("SELECT DISTINCT user_id FROM views ORDER BY user_id LIMIT 6").fetchnumpy()["user_id"]
     liked = store.con.execute(
         f"SELECT DISTINCT user_id, post_id FROM views WHERE target = 1 AND day < DATE '{as_of}'"
     ).df()
     assert liked["user_id"].isin(user_ids).any()
-    pairs, scores = scorers.score_all_posts(user_ids, as_of, pd.Timestamp(as_of) + pd.Timedelta(hours=12), liked)
+    candidates = store.post_ids[::2]
+    users = pd.DataFrame({"user_id": user_ids, "moment": noon})
+    pairs, scores = scorers.score_candidates(users, candidates, as_of, noon, liked)
 
-    assert len(pairs) == len(user_ids) * len(store.post_ids) - liked["user_id"].isin(user_ids).sum()
+    excluded = liked[liked["user_id"].isin(user_ids) & liked["post_id"].isin(candidates)]
+    assert len(pairs) == len(user_ids) * len(candidates) - len(excluded)
+    assert set(pairs["post_id"]) <= set(candidates)
     served = set(zip(pairs["user_id"], pairs["post_id"], strict=True))
     assert not served & set(zip(liked["user_id"], liked["post_id"], strict=True))
     expected = scorers.score(pairs, as_of_day=as_of)

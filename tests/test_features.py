@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from recsys import taste
-from recsys.features import FeatureStore, ServingFeatures, sample_views, time_split, with_cohorts
+from recsys.features import FeatureStore, ServingFeatures, evidence_split, sample_views, time_split, with_cohorts
 from recsys.text_features import tfidf_components
 
 
@@ -47,8 +47,10 @@ def test_deleting_all_events_after_t_changes_no_feature_at_t(tiny_extract, vecto
     pd.testing.assert_frame_equal(at_t, cut.features(examples, "control"))
     # The test has teeth: the history is not empty, and a day later it differs.
     assert at_t["user_views"].gt(0).mean() > 0.3 and at_t["sim_liked"].notna().any()
+    assert at_t["post_likes_1d"].gt(0).any() and at_t["user_days_since_active"].notna().any()
     later = full.features(examples.assign(timestamp=t + pd.Timedelta(days=1)), "control")
     assert not later["user_views"].equals(at_t["user_views"])
+    assert not later["post_likes_1d"].equals(at_t["post_likes_1d"])
 
 
 def test_an_example_never_sees_its_own_outcome(tiny_extract, vectors):
@@ -131,6 +133,7 @@ def test_serving_features_equal_the_feature_query(tiny_extract, vectors, as_of):
     pd.testing.assert_frame_equal(actual, expected, check_dtype=False)
     assert expected["user_views"].gt(0).any() and expected["cohort_cluster_like_rate"].nunique() > 1
     assert expected["taste_model_logit"].notna().all() and expected["taste_model_logit"].nunique() > 1
+    assert expected["collab_score"].notna().any() and expected["post_likes_7d"].nunique() > 1
 
 
 def test_a_store_loads_the_taste_fits_another_store_saved(tiny_extract, vectors, tmp_path, monkeypatch):
@@ -162,3 +165,56 @@ def test_a_user_unknown_to_the_history_gets_group_features(tiny_extract, vectors
     assert np.allclose(frame["user_cluster_lift"], 1.0)
     assert np.allclose(frame["user_cluster_like_rate"], frame["cluster_like_rate"])
     assert frame["city_cluster_lift"].nunique() > 1 and frame["group_taste_logit"].notna().all()
+
+
+def test_recent_windows_count_the_likes_of_the_days_just_before(tiny_extract, vectors):
+    store = FeatureStore(tiny_extract[0], *vectors)
+    day = dt.date(2021, 10, 11)
+    counts = store.con.execute(f"""
+        SELECT post_id,
+               count_if(target = 1 AND day = DATE '{day}' - 1) AS likes_1d,
+               count_if(target = 1 AND day >= DATE '{day}' - 7 AND day < DATE '{day}') AS likes_7d,
+               count_if(day >= DATE '{day}' - 7 AND day < DATE '{day}') AS views_7d,
+               min(day) AS first_day
+        FROM views WHERE day < DATE '{day}' GROUP BY post_id ORDER BY post_id""").df()
+    (user_id,) = store.con.execute("SELECT min(user_id) FROM views").fetchall()[0]
+    examples = pd.DataFrame({"user_id": user_id, "post_id": counts["post_id"],
+                             "timestamp": pd.Timestamp(day) + pd.Timedelta(hours=6)})  # fmt: skip
+    frame = store.features(examples, "control")
+    assert counts["likes_7d"].gt(counts["likes_1d"]).any()  # the windows differ
+    np.testing.assert_array_equal(frame["post_likes_1d"], counts["likes_1d"])
+    np.testing.assert_array_equal(frame["post_likes_7d"], counts["likes_7d"])
+    np.testing.assert_array_equal(frame["post_views_7d"], counts["views_7d"])
+    age = (pd.Timestamp(day) + pd.Timedelta(hours=6) - pd.to_datetime(counts["first_day"])) / pd.Timedelta(days=1)
+    np.testing.assert_allclose(frame["post_age_days"], age)
+
+
+def test_a_user_recent_likes_fade_with_the_days_since_they_were_active(tiny_extract, vectors):
+    store = FeatureStore(tiny_extract[0], *vectors)
+    user_id, last_day = store.con.execute("""
+        SELECT user_id, max(day) FROM views WHERE day < DATE '2021-10-08' GROUP BY user_id
+        HAVING sum(target) > 0 ORDER BY user_id LIMIT 1""").fetchall()[0]
+    post_id = int(store.post_ids[0])
+    frames = [store.features(pd.DataFrame({"user_id": [user_id], "post_id": [post_id],
+                                           "timestamp": [pd.Timestamp(last_day) + pd.Timedelta(days=gap, hours=9)]}),
+                             "control") for gap in (1, 8)]  # fmt: skip
+    near, far = frames
+    assert near["user_days_since_active"].iloc[0] == 1
+    if far["user_days_since_active"].iloc[0] == 8:  # no activity in between: the same likes, a week older
+        assert far["user_recent_likes"].iloc[0] == pytest.approx(near["user_recent_likes"].iloc[0] / 2)
+    assert near["user_recent_likes"].iloc[0] > 0
+
+
+def test_a_sparse_last_week_widens_the_test_window_and_the_rule_says_so():
+    days = [dt.date(2021, 10, 1) + dt.timedelta(days=d) for d in range(30)]
+    busy = {day: 800 for day in days}
+    split, rule = evidence_split(busy, valid_days=4, min_test_days=1, min_test_user_days=3_000)
+    assert split.test == (dt.date(2021, 10, 27), dt.date(2021, 10, 30))  # 4 days hold 3,200 user-days
+    assert "the last 4 day(s), holding 3,200 user-days" in rule
+    sparse = {day: (800 if day < dt.date(2021, 10, 26) else 20) for day in days}
+    split, rule = evidence_split(sparse, valid_days=4, min_test_days=1, min_test_user_days=3_000)
+    assert split.test == (dt.date(2021, 10, 22), dt.date(2021, 10, 30))  # 5 sparse days of 100, then 4 busy days
+    assert split.valid == (dt.date(2021, 10, 18), dt.date(2021, 10, 21))
+    thin = {day: 10 for day in days}
+    split, rule = evidence_split(thin, valid_days=4, min_test_days=1, min_test_user_days=3_000)
+    assert split.test == (dt.date(2021, 10, 21), dt.date(2021, 10, 30)) and "thinner than asked" in rule

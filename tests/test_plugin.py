@@ -2,6 +2,7 @@
 artifacts (a published tiny snapshot with its evaluation), an empty data dir, the live API and A/B reports."""
 
 import contextlib
+import html
 import importlib.util
 import json
 import os
@@ -44,7 +45,7 @@ def client(plugin):
 
 @pytest.fixture(scope="module")
 def evaluated(served, tmp_path_factory):
-    """A copy of the served data dir whose published models have been evaluated: (env, data dir)."""
+    """A copy of the served data dir whose published models have been evaluated and gated: (env, data dir)."""
     env, source = served
     data_dir = tmp_path_factory.mktemp("plugin") / "data"
     shutil.copytree(source, data_dir, symlinks=True)
@@ -53,7 +54,9 @@ def evaluated(served, tmp_path_factory):
         for name, value in env.items():
             patch.setenv(name, value)
         settings = load_settings()
-        training.evaluate_version(settings.models_dir / training.current_version(settings), settings)
+        version_dir = settings.models_dir / training.current_version(settings)
+        training.evaluate_version(version_dir, settings)
+        training.gate_and_publish(version_dir, settings)
     return env, data_dir
 
 
@@ -167,6 +170,11 @@ def test_page_over_a_published_snapshot_with_its_evaluation(client, settings):
     control = report["methods"]["control"]
     assert f"{control['replay_hit_rate']['mean']:.4f}" in models and f"{control['auc']:.4f}" in models
     assert "not the published one" not in models
+    decisions = training.read_serving(settings.models_dir / version)
+    assert f"best baseline: <code>{decisions['best_baseline']}</code>" in models
+    for kind, decision in decisions["kinds"].items():
+        assert f"<td>{kind}</td><td>{decision['served_by']}</td><td>{decision['fresh_served_by']}</td>" in models
+        assert html.escape(decision["reason"]) in models
     chart = f"evaluations/{version}/evaluation.png"
     assert f'src="{chart}"' in models
     image = client.get(f"/{chart}")
@@ -178,6 +186,8 @@ def test_page_over_a_published_snapshot_with_its_evaluation(client, settings):
     manifest = json.loads((settings.snapshots_dir / snapshot_id / "manifest.json").read_text())
     assert snapshot_id in shown and manifest["cutoff"] in shown and manifest["published_at"] in shown
     assert f"{manifest['users']:,}" in shown
+    assert ("<th>served by</th><td>control: control (fresh users: control); test: test (fresh users: test)</td>"
+            in shown)  # fmt: skip
     assert f"{sum(manifest['recommendation_rows'].values()):,}" in shown
     for group, count in manifest["ab"]["users"].items():
         assert f"{group}: {count:,}" in shown

@@ -7,6 +7,7 @@ import pytest
 from recsys import ab, models, precompute, snapshot
 from recsys.config import load_settings
 from recsys.files import read_json
+from tests.conftest import serve_test_group_by
 
 
 @pytest.fixture
@@ -35,6 +36,9 @@ def test_every_user_gets_top_k_of_their_group_without_liked_posts(current):
     assert (ranked.groupby("user_id")["score"].apply(lambda s: s.is_monotonic_decreasing)).all()
     groups = ab.assign_groups(users["user_id"].to_numpy(), plan["ab"]["salt"], plan["ab"]["test_share"])
     assert (users["group"].to_numpy() == groups).all()
+    # Models published without gate decisions (serving.json): each group's model serves it.
+    assert plan["group_methods"] == plan["fresh_methods"] == plan["group_models"] == {"control": "control",
+                                                                                     "test": "test"}  # fmt: skip
 
 
 def test_shard_files_hold_their_group_and_shard(current):
@@ -87,3 +91,33 @@ def test_time_buckets_cover_the_day():
     assert precompute.bucket_hours(1) == [12.0]
     assert precompute.bucket_hours(4) == [3.0, 9.0, 15.0, 21.0]
     assert [precompute.bucket_of(h, 4) for h in (0, 5, 6, 23)] == [0, 0, 1, 3]
+
+
+def test_a_group_served_by_a_baseline_is_ranked_in_the_baselines_order(served_copy):
+    from recsys import rankers
+
+    serve_test_group_by(served_copy, "popular")
+    staging = precompute.stage(served_copy)
+    plan = read_json(staging / snapshot.PLAN)
+    assert plan["group_methods"] == plan["fresh_methods"] == {"control": "control", "test": "popular"}
+    assert sorted(p.name for p in (staging / "models").iterdir()) == ["control.cbm", "control.json"]
+
+    ranked = pd.read_parquet(precompute.run_shard(staging, "test", 0))
+    users = pd.read_parquet(staging / "users.parquet", filters=[("group", "==", "test"), ("shard", "==", 0)])
+    liked = pd.read_parquet(staging / "liked.parquet")
+    serving = precompute.load_serving(staging, "test")
+    post_ids = serving.posts["post_id"].to_numpy()
+    candidates = precompute.cohort_candidates(serving, users.reset_index(drop=True), plan["candidates"])
+    frame = serving.features(users, candidates, pd.Timestamp(plan["as_of"]) + pd.Timedelta(hours=12))
+    scores = rankers.score("popular", frame).reshape(candidates.shape)
+    checked = 0
+    for row, user_id in enumerate(users["user_id"].head(20)):
+        seen = set(liked.loc[liked["user_id"] == user_id, "post_id"])
+        allowed = [(score, post) for score, post in zip(scores[row], post_ids[candidates[row]], strict=True)
+                   if post not in seen]  # fmt: skip
+        best = sorted(allowed, key=lambda pair: -pair[0])[: plan["top_k"]]
+        mine = ranked[ranked["user_id"] == user_id].sort_values("rank")
+        assert mine["score"].tolist() == pytest.approx([score for score, _ in best], rel=1e-6)
+        assert not set(mine["post_id"]) & seen
+        checked += 1
+    assert checked == 20
