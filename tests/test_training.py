@@ -33,6 +33,7 @@ def test_versioned_artifacts_with_manifests(trained):
     settings, version_dir, infos, _ = trained
     manifest = training.read_manifest(version_dir)
     assert manifest["split"]["test"] == ["2021-10-10", "2021-10-14"]
+    assert manifest["split_rule"].startswith("test days 2021-10-10..2021-10-14: the last 5 day(s), holding ")
     assert manifest["text_dimensions"] == {"control": 10, "test": 8}
     assert manifest["cluster_dimensions"] == {"control": 50, "test": 384}  # LSA components; the whole embedding
     for kind in MODEL_KINDS:
@@ -220,3 +221,32 @@ def test_a_served_ranking_weighs_the_probability_by_recent_exposure(trained, tin
     np.testing.assert_allclose(models.ranking_scores(model, "control", frame, power=0.0), probability)
     np.testing.assert_allclose(models.ranking_scores(model, "control", frame, power=0.5),
                                probability * np.sqrt(frame["post_views_1d"].to_numpy() + 1))  # fmt: skip
+
+
+def test_a_sparse_last_week_is_evaluated_over_a_window_with_enough_evidence(tiny_extract, tmp_path, monkeypatch):
+    """The test window grows past days too thin to judge by, and the manifest says which rule chose it."""
+    import shutil
+
+    import duckdb
+
+    extract, _ = tiny_extract
+    sparse = tmp_path / "extracts" / extract.name
+    sparse.mkdir(parents=True)
+    for name in ("user_data.parquet", "post_text_df.parquet"):
+        shutil.copy(extract / name, sparse / name)
+    with duckdb.connect() as con:  # the last three days keep the events of 3 users
+        con.execute(f"""
+            COPY (SELECT * FROM read_parquet('{extract}/feed_data/*/*.parquet', hive_partitioning = true)
+                  WHERE day < DATE '2021-10-12' OR user_id IN (
+                      SELECT DISTINCT user_id FROM read_parquet('{extract}/feed_data/*/*.parquet',
+                                                                 hive_partitioning = true)
+                      WHERE day >= DATE '2021-10-12' ORDER BY user_id LIMIT 3))
+            TO '{sparse / "feed_data"}' (FORMAT parquet, PARTITION_BY (day))""")
+    for name, value in {"RECSYS_DATA_DIR": str(tmp_path), "RECSYS_TEST_DAYS": "1", "RECSYS_TEST_USER_DAYS": "100",
+                        "RECSYS_EMBEDDING_COMPONENTS": "8", "RECSYS_TRAIN_ROWS": "6000"}.items():  # fmt: skip
+        monkeypatch.setenv(name, value)
+    manifest = training.read_manifest(training.prepare(training_settings(), sparse))
+    first, last = manifest["split"]["test"]
+    assert last == "2021-10-14" and first <= "2021-10-11"  # past the three thin days, into busy ones
+    assert f"test days {first}..{last}" in manifest["split_rule"]
+    assert "RECSYS_TEST_USER_DAYS=100 user-days" in manifest["split_rule"]
