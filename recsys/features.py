@@ -278,20 +278,17 @@ class FeatureStore:
         if self._collab_built:
             return
         self._collab_built = True
-        if self.collab_dir is not None and self.collab_dir.is_dir():
-            tables = {name: pd.read_parquet(self.collab_dir / f"{name}.parquet") for name in collab.TABLES}
-        else:
-            likes = self.con.execute("SELECT user_id, post_id, day FROM views WHERE target = 1 ORDER BY ALL").df()
-            first, last = self.days()
-            days = [first + dt.timedelta(days=d) for d in range((last - first).days + 1)]
-            tables = collab.fit_daily(likes, days, refit_days=self.collab_refit_days)
-            if self.collab_dir is not None:
-                _save_tables(tables, self.collab_dir)
-        for name, frame in tables.items():
+        for name, frame in _fitted_tables(self.collab_dir, collab.TABLES, self._fit_collab).items():
             self.con.register("collab_frame", frame)
             self.con.execute(f"CREATE TABLE collab_{name} AS SELECT * REPLACE (CAST(day AS DATE) AS day) "
                              "FROM collab_frame")  # fmt: skip
             self.con.unregister("collab_frame")
+
+    def _fit_collab(self) -> dict[str, pd.DataFrame]:
+        likes = self.con.execute("SELECT user_id, post_id, day FROM views WHERE target = 1 ORDER BY ALL").df()
+        first, last = self.days()
+        days = [first + dt.timedelta(days=d) for d in range((last - first).days + 1)]
+        return collab.fit_daily(likes, days, refit_days=self.collab_refit_days)
 
     def _build_text_space(self, variant: str) -> None:
         """The history of a text space: taste profiles and cluster like-rates."""
@@ -330,13 +327,7 @@ class FeatureStore:
     def _build_taste(self, variant: str) -> None:
         """The joint taste model's coefficients through each day (``recsys.taste``), one table each."""
         saved = None if self.taste_dir is None else self.taste_dir / variant
-        if saved is not None and saved.is_dir():
-            tables = {name: pd.read_parquet(saved / f"{name}.parquet") for name in taste.TABLES}
-        else:
-            tables = self._fit_taste(variant)
-            if saved is not None:
-                _save_tables(tables, saved)
-        for name, frame in tables.items():
+        for name, frame in _fitted_tables(saved, taste.TABLES, lambda: self._fit_taste(variant)).items():
             self.con.register("taste_frame", frame)
             columns = ", ".join(f"CAST({c} AS VARCHAR) AS {c}" if c == "city" else c for c in frame.columns)
             self.con.execute(f"CREATE TABLE taste_{variant}_{name} AS SELECT {columns} FROM taste_frame")
@@ -584,6 +575,17 @@ def _time_features(out: dict, numeric, filled) -> None:
     out["user_topic_like_share"] = np.where(has_likes, filled("user_topic_likes") / np.maximum(user_likes, 1), np.nan)
     out["user_cluster_like_share"] = np.where(has_likes, filled("user_id_cluster_likes") / np.maximum(user_likes, 1),
                                               np.nan)  # fmt: skip
+
+
+def _fitted_tables(folder: Path | None, names, fit) -> dict[str, pd.DataFrame]:
+    """A model's history tables (one Parquet per name in folder): loaded when a task of the version
+    saved them already, otherwise fit() now and saved there (no folder: fitted, not kept)."""
+    if folder is not None and folder.is_dir():
+        return {name: pd.read_parquet(folder / f"{name}.parquet") for name in names}
+    tables = fit()
+    if folder is not None:
+        _save_tables(tables, folder)
+    return tables
 
 
 def _save_tables(tables: dict[str, pd.DataFrame], folder: Path) -> None:
