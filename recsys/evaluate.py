@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import weakref
 
 import numpy as np
 import pandas as pd
@@ -135,17 +136,43 @@ class RandomRanker:
 
 class ModelRanker:
     """A trained model, ranking as it is served (``models.ranking_scores``); power overrides the
-    exposure power kept in the model file."""
+    exposure power kept in the model file. Rankers of one model at several powers (``power_rankers``)
+    share its predictions."""
 
-    def __init__(self, model, kind: str, power: float | None = None):
+    def __init__(self, model, kind: str, power: float | None = None, predictions: LastPredictions | None = None):
         from recsys.models import TEXT_SPACE
 
         self.model, self.kind, self.text_space, self.power = model, kind, TEXT_SPACE[kind], power
+        self.predictions = predictions
 
     def score(self, features: pd.DataFrame, examples: pd.DataFrame) -> np.ndarray:
         from recsys.models import ranking_scores
 
-        return ranking_scores(self.model, self.kind, features, self.power)
+        probability = None if self.predictions is None else self.predictions(features)
+        return ranking_scores(self.model, self.kind, features, self.power, probability)
+
+
+class LastPredictions:
+    """A model's like probabilities for the last feature frame it was given. ``Scorers`` hands every
+    ranker the same frame, so rankers of one model at several exposure powers predict once. The frame
+    is held weakly: a cached frame is never kept alive, nor mistaken for a later one."""
+
+    def __init__(self, model, kind: str):
+        self.model, self.kind = model, kind
+        self._frame, self._values = None, None
+
+    def __call__(self, frame: pd.DataFrame) -> np.ndarray:
+        from recsys.models import predict
+
+        if self._frame is None or self._frame() is not frame:
+            self._frame, self._values = weakref.ref(frame), predict(self.model, self.kind, frame)
+        return self._values
+
+
+def power_rankers(model, kind: str, powers) -> dict[str, ModelRanker]:
+    """One ranker per exposure power (named by the power) of the same model, predicting once per frame."""
+    predictions = LastPredictions(model, kind)
+    return {str(power): ModelRanker(model, kind, power, predictions) for power in powers}
 
 
 class OracleRanker:

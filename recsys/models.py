@@ -150,14 +150,16 @@ def exposure_power(model) -> float:
     return float(model.get_metadata().get(EXPOSURE_POWER_KEY, 0.0))
 
 
-def ranking_scores(model, kind: str, frame: pd.DataFrame, power: float | None = None) -> np.ndarray:
+def ranking_scores(model, kind: str, frame: pd.DataFrame, power: float | None = None,
+                   probability: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
     """What a model serves by: its like probability given a view, times (views of the post on the last
     day + 1) ** power. A post is liked later only if it is shown later, and a feed chosen by an
     earlier ranking shows what it showed yesterday again: the product estimates P(liked later). The
     power is chosen per model on the validation days (``training.tune_exposure``) and kept in the
-    model file; None reads it from there."""
+    model file; None reads it from there. probability: the model's predictions for frame, when made
+    already."""
     power = exposure_power(model) if power is None else power
-    probability = predict(model, kind, frame)
+    probability = predict(model, kind, frame) if probability is None else probability
     if power == 0:
         return probability
     return probability * (np.nan_to_num(frame[EXPOSURE_COLUMN].to_numpy(np.float64)) + 1) ** power

@@ -168,7 +168,7 @@ def tune_exposure(store: FeatureStore, model, kind: str, version_dir: Path, sett
     the probability alone (power 0) beyond noise (a paired bootstrap over users); otherwise 0.
     Returns (power, served HitRate@5 and CI of each power's difference from 0)."""
     split = load_version_split(version_dir)
-    methods = {str(power): evaluate.ModelRanker(model, kind, power) for power in settings.exposure_powers}
+    methods = evaluate.power_rankers(model, kind, settings.exposure_powers)
     served = evaluate.evaluate_served(evaluate.Scorers(store, methods), *split.valid, settings.eval_users,
                                       settings.seed + 2)  # fmt: skip
     if served["per_user"].empty:

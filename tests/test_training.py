@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recsys import models, rankers, text_features, training
+from recsys import evaluate, models, rankers, text_features, training
 from recsys.models import MODEL_KINDS
 from tests.conftest import train_tiny
 
@@ -250,3 +250,21 @@ def test_a_sparse_last_week_is_evaluated_over_a_window_with_enough_evidence(tiny
     assert last == "2021-10-14" and first <= "2021-10-11"  # past the three thin days, into busy ones
     assert f"test days {first}..{last}" in manifest["split_rule"]
     assert "RECSYS_TEST_USER_DAYS=100 user-days" in manifest["split_rule"]
+
+
+def test_rankers_of_one_model_at_several_powers_predict_once_per_frame(trained, monkeypatch):
+    settings, version_dir, _, _ = trained
+    store, split = training.load_version(version_dir, settings)
+    model = models.load(version_dir / "control.cbm")
+    examples = store.con.execute(f"SELECT user_id, post_id, timestamp FROM views WHERE day = DATE '{split.test[0]}' "
+                                 "ORDER BY ALL LIMIT 300").df()  # fmt: skip
+    frames = [store.features(examples, "control") for _ in range(2)]
+    expected = {power: models.ranking_scores(model, "control", frames[0], power) for power in (0.0, 0.5, 1.0)}
+    calls = []
+    predict = models.predict
+    monkeypatch.setattr(models, "predict", lambda *args: calls.append(1) or predict(*args))
+    rankers_by_power = evaluate.power_rankers(model, "control", (0.0, 0.5, 1.0))
+    for frame in frames:
+        for power, ranker in rankers_by_power.items():
+            np.testing.assert_allclose(ranker.score(frame, examples), expected[float(power)])
+    assert len(calls) == 2  # once per frame, not once per power
