@@ -390,6 +390,11 @@ def solve_intercept(rng, truth: GroundTruth, views: np.ndarray, post_weights: np
     posts = rng.choice(len(post_weights), sample, p=post_weights)
     seconds = rng.integers(truth.meta["day_start_hour"] * 3600, DAY_SECONDS, sample)
     times = (seconds * SECOND).astype("datetime64[us]")
+    return _intercept_for(truth, users, posts, times, like_rate)
+
+
+def _intercept_for(truth: GroundTruth, users: np.ndarray, posts: np.ndarray, times: np.ndarray, like_rate: float):
+    """The intercept at which the mean like probability of these (user, post, time) views is like_rate."""
     truth.intercept = 0.0
     logits = truth.logit_by_index(users, posts, times)
     return float(brentq(lambda b: expit(logits + b).mean() - like_rate, -15, 15))
@@ -515,9 +520,7 @@ def solve_dynamic_intercept(rng, truth: GroundTruth, sessions: np.ndarray, expos
     view_user, seconds, posts = _views(rng, len(pilot), session_user, session_day, preset, feed, exposure.draw,
                                        len(truth.post_ids))  # fmt: skip
     times = np.datetime64(preset.start, "us") + seconds * SECOND
-    truth.intercept = 0.0
-    logits = truth.logit_by_index(pilot[view_user], posts, times)
-    return float(brentq(lambda b: expit(logits + b).mean() - like_rate, -15, 15))
+    return _intercept_for(truth, pilot[view_user], posts, times, like_rate)
 
 
 def _distinct_per_user(rng, view_user: np.ndarray, posts: np.ndarray, draw_posts: Callable, seconds: np.ndarray,
