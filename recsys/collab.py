@@ -35,7 +35,13 @@ import scipy.sparse
 log = logging.getLogger(__name__)
 
 FACTORS = 16
-VALUE_COLUMNS = tuple(f"f{j}" for j in range(FACTORS))
+
+
+def value_columns(factors: int) -> tuple[str, ...]:
+    return tuple(f"f{j}" for j in range(factors))
+
+
+VALUE_COLUMNS = value_columns(FACTORS)
 # Factor tables: name -> (key columns, value columns). Each also has ``day``: the last day of the
 # history its fit saw.
 TABLES = {"users": (("user_id",), VALUE_COLUMNS), "posts": (("post_id",), VALUE_COLUMNS)}
@@ -50,10 +56,6 @@ ALPHA = 40.0  # confidence of a liked pair: 1 + ALPHA x its likes (an unliked pa
 WARM_ITERATIONS = 2
 MAX_THREADS = 2
 INIT_SCALE = 0.01  # new rows start uniform in [0, INIT_SCALE), like implicit's own initialization
-
-
-def value_columns(factors: int) -> tuple[str, ...]:
-    return tuple(f"f{j}" for j in range(factors))
 
 
 def fit_daily(
