@@ -2,11 +2,17 @@
 
 A ``LoadedSnapshot`` is immutable once built; a request takes one reference and uses only it, so a
 swap never mixes two snapshots in one response. Loading happens off the request path; a snapshot
-whose manifest or checksums do not match is refused and the old one keeps serving.
+that fails to load in any way (manifest, checksums, a file DuckDB, Arrow or CatBoost cannot read) is
+refused whole and the old one keeps serving.
+
+What the watcher reports (``last_error``, ``source_error``: shown by /ready and in 503 bodies) names
+snapshot ids, files relative to the snapshot and error classes, never absolute paths or the source's
+URL; the log has the full errors.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import logging
@@ -103,9 +109,11 @@ class FreshScorer:
     def __init__(self, folder: Path, method: str, space: str, candidates: int, cohorts: pd.DataFrame):
         """space: the group's text space; cohorts: one user row per cohort the snapshot knows, whose
         candidates are listed now."""
-        self.model, self.method = precompute.load_method(folder, method), method
+        with loading_step(folder.name, f"loading models/{method}.cbm"):  # a baseline loads nothing
+            self.model, self.method = precompute.load_method(folder, method), method
         self.candidates = candidates
-        self.serving = precompute.load_serving(folder, space, own_history=False)
+        with loading_step(folder.name, f"reading state/{space}"):
+            self.serving = precompute.load_serving(folder, space, own_history=False)
         self.post_ids = self.serving.posts["post_id"].to_numpy()
         self._by_cohort = dict(zip(cohorts["cohort"], self._candidates_of(cohorts), strict=True))
 
@@ -123,29 +131,53 @@ class FreshScorer:
         return self.post_ids[candidates[np.argsort(-scores, kind="stable")]]
 
 
+@contextlib.contextmanager
+def loading_step(snapshot_id: str, step: str):
+    """Report a failure of one step of loading a snapshot as a SnapshotError naming the step and the
+    error's class: the library's own message often holds absolute paths."""
+    try:
+        yield
+    except snapshot.SnapshotError:
+        raise
+    except Exception as error:
+        raise snapshot.SnapshotError(f"snapshot {snapshot_id}: {step} failed ({type(error).__name__})") from error
+
+
+def refusal_reason(snapshot_id: str, error: Exception) -> str:
+    """Why a snapshot was refused, safe to show: SnapshotError messages name only ids and relative
+    files; anything else is named by its class."""
+    if isinstance(error, snapshot.SnapshotError):
+        detail = str(error).removeprefix(f"snapshot {snapshot_id}: ")
+    else:
+        detail = f"loading failed ({type(error).__name__})"
+    return f"snapshot {snapshot_id} refused: {detail}"
+
+
 def load_snapshot(folder: Path) -> LoadedSnapshot:
     """Verify a published snapshot and load it into compact arrays through DuckDB."""
     started = time.perf_counter()
-    manifest = snapshot.verify(folder)
+    with loading_step(folder.name, "verifying its files"):
+        manifest = snapshot.verify(folder)
     buckets = manifest["time_buckets"]
-    con = quiet_duckdb()
-    posts = con.execute(f"SELECT post_id, text, topic FROM read_parquet('{folder / 'posts.parquet'}')").df()
+    with contextlib.closing(quiet_duckdb()) as con:
+        with loading_step(folder.name, "reading posts.parquet"):
+            posts = con.execute(f"SELECT post_id, text, topic FROM read_parquet('{folder / 'posts.parquet'}')").df()
+        with loading_step(folder.name, "reading users.parquet"):
+            users = con.execute(
+                f"""SELECT user_id, "group" FROM read_parquet('{folder / "users.parquet"}') ORDER BY user_id"""
+            ).fetchnumpy()
+            cohorts = con.execute(f"SELECT DISTINCT ON (cohort) * FROM read_parquet('{folder / 'users.parquet'}') "
+                                  "ORDER BY cohort, user_id").df()  # fmt: skip
+        with loading_step(folder.name, "reading recommendations/*.parquet"):
+            ranked = con.execute(f"""
+                SELECT user_id, bucket, post_id FROM read_parquet('{folder / "recommendations" / "*.parquet"}')
+                ORDER BY user_id, bucket, rank""").fetchnumpy()
     post_json = [
         json.dumps({"id": int(i), "text": text, "topic": topic}, ensure_ascii=False).encode()
         for i, text, topic in zip(posts["post_id"], posts["text"], posts["topic"], strict=True)
     ]
     post_index = pd.Index(posts["post_id"].to_numpy())
-    users = con.execute(
-        f"""SELECT user_id, "group" FROM read_parquet('{folder / "users.parquet"}') ORDER BY user_id"""
-    ).fetchnumpy()
     user_ids = users["user_id"].astype(np.int64)
-    ranked = con.execute(f"""
-        SELECT user_id, bucket, post_id FROM read_parquet('{folder / "recommendations" / "*.parquet"}')
-        ORDER BY user_id, bucket, rank""").fetchnumpy()
-    cohorts = con.execute(
-        f"SELECT DISTINCT ON (cohort) * FROM read_parquet('{folder / 'users.parquet'}') ORDER BY cohort, user_id"
-    ).df()
-    con.close()
     user_rows = np.searchsorted(user_ids, ranked["user_id"])
     keys = user_rows * buckets + ranked["bucket"].astype(np.int64)
     offsets = np.searchsorted(keys, np.arange(len(user_ids) * buckets + 1)).astype(np.int64)
@@ -168,6 +200,13 @@ def load_snapshot(folder: Path) -> LoadedSnapshot:
     return loaded
 
 
+def driver_error(error: Exception) -> str:
+    """The class of the driver's error behind a source failure (a SourceError wraps it): its message
+    and the SourceError's name the source's URL, host, user or file."""
+    cause = error.__cause__ or error.__context__
+    return type(cause or error).__name__
+
+
 class SnapshotWatcher:
     """Holds the current snapshot and the fresh users; a thread polls ``snapshots/CURRENT`` and
     swaps in new snapshots, and reads which users the source has that the snapshot does not.
@@ -183,30 +222,65 @@ class SnapshotWatcher:
         self.last_error: str | None = None
         self.source_error: str | None = None
         self._source_summary = None  # (snapshot id, source ids summary) of the last refresh
-        self._refused: set[str] = set()
+        self._refused: str | None = None  # what CURRENT named when its snapshot was refused
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def check(self) -> None:
-        """Load the published snapshot if it is not the one being served (and was not refused)."""
+        """Load the snapshot CURRENT names, unless it is the one served or was refused: a refused one
+        is tried again only once CURRENT names another. While nothing is served (at start-up) a
+        refused snapshot gives way to the newest valid older one kept for rollback."""
         wanted = snapshot.current_id(self.settings)
         if wanted is None:
-            self.last_error = f"no snapshot published under {self.settings.snapshots_dir}"
+            self.last_error = f"no snapshot published (no snapshots/{snapshot.CURRENT}): run `recsys pipeline` first"
             return
-        if (self.current is not None and self.current.id == wanted) or wanted in self._refused:
+        if self.current is not None and self.current.id == wanted:
+            self._refused = self.last_error = None  # e.g. a rollback to the snapshot served after a refusal
             return
+        if wanted == self._refused:
+            return
+        loaded, reason = self._load(wanted)
+        if loaded is not None:
+            self._serve(loaded)
+            self._refused = self.last_error = None
+            return
+        self._refused, self.last_error = wanted, reason
+        if self.current is None:
+            self._fall_back(wanted)
+        else:
+            log.warning("still serving %s; %s is tried again only once CURRENT names another", self.current.id,
+                        wanted)  # fmt: skip
+
+    def _load(self, snapshot_id: str) -> tuple[LoadedSnapshot | None, str | None]:
+        """(the snapshot, None), or (None, why it was refused): any failure refuses it whole."""
         try:
-            self.current = load_snapshot(self.settings.snapshots_dir / wanted)
-            self.last_error = None
-            # The snapshot's objects live until the next swap: keep them out of the garbage
-            # collector's full passes, so that those stay short while requests wait.
-            gc.collect()
-            gc.freeze()
-        except (snapshot.SnapshotError, OSError, ValueError) as error:
-            self._refused.add(wanted)
-            self.last_error = f"snapshot {wanted} refused: {error}"
-            serving = self.current.id if self.current else "nothing"
-            log.error("%s; still serving %s", self.last_error, serving)
+            return load_snapshot(self.settings.snapshots_dir / snapshot_id), None
+        except Exception as error:
+            reason = refusal_reason(snapshot_id, error)
+            # A refusal of verify explains itself; a library's failure needs its traceback.
+            explained = isinstance(error, snapshot.SnapshotError) and error.__cause__ is None
+            log.error("%s", reason, exc_info=None if explained else error)
+            return None, reason
+
+    def _fall_back(self, refused: str) -> None:
+        """Serve the newest valid snapshot older than the refused one, saying so in last_error."""
+        older = [s for s in snapshot.published(self.settings) if s < refused]
+        for candidate in reversed(older):
+            loaded, _ = self._load(candidate)
+            if loaded is not None:
+                self._serve(loaded)
+                self.last_error = f"{self.last_error}; serving {candidate} instead, the newest valid older snapshot"
+                log.warning("%s", self.last_error)
+                return
+        self.last_error = f"{self.last_error}; no valid older snapshot to fall back to"
+        log.error("%s: not ready", self.last_error)
+
+    def _serve(self, loaded: LoadedSnapshot) -> None:
+        self.current = loaded
+        # The snapshot's objects live until the next swap: keep them out of the garbage collector's
+        # full passes, so that those stay short while requests wait.
+        gc.collect()
+        gc.freeze()
 
     def refresh_fresh_users(self) -> None:
         """Read the users the source has and the snapshot does not (only new ones row by row).
@@ -231,22 +305,24 @@ class SnapshotWatcher:
             self.fresh_users = {u: known.get(u) or found[u] for u in fresh_ids if u in known or u in found}
             self._source_summary, self.source_error = summary, None
         except (SourceError, duckdb.Error) as error:  # e.g. a DuckDB source locked by a writer for a moment
-            self.source_error = f"fresh users not refreshed: {error}"
-            log.warning("%s; keeping %d known fresh users", self.source_error, len(self.fresh_users))
+            self.source_error = f"fresh users not refreshed: the source database is unreachable ({driver_error(error)})"
+            log.warning("fresh users not refreshed: %s; keeping %d known fresh users", error, len(self.fresh_users))
 
     def start(self) -> None:
-        self.check()
-        self.refresh_fresh_users()
+        self._poll()
         self._thread = threading.Thread(target=self._run, name="snapshot-watcher", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         while not self._stop.wait(self.settings.reload_seconds):
-            try:
-                self.check()
-                self.refresh_fresh_users()
-            except Exception:  # the watcher must outlive any one bad snapshot
-                log.exception("snapshot check failed")
+            self._poll()
+
+    def _poll(self) -> None:
+        try:
+            self.check()
+            self.refresh_fresh_users()
+        except Exception:  # neither the watcher nor the API's start-up may die of one bad snapshot or source
+            log.exception("snapshot check failed")
 
     def stop(self) -> None:
         self._stop.set()

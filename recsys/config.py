@@ -48,6 +48,7 @@ class Settings:
     shards: int
     snapshots_kept: int
     reload_seconds: float
+    exposure_max_pending: int
     duckdb_memory_limit: str
     precompute_workers: int
     api_url: str
@@ -177,6 +178,7 @@ def load_settings() -> Settings:
         shards=_env_int("RECSYS_SHARDS", default=4, minimum=1),
         snapshots_kept=_env_int("RECSYS_SNAPSHOTS_KEPT", default=3, minimum=2),
         reload_seconds=_env_float("RECSYS_RELOAD_SECONDS", default=5.0, low=0.1),
+        exposure_max_pending=_env_int("RECSYS_EXPOSURE_MAX_PENDING", default=100_000, minimum=1),
         duckdb_memory_limit=os.environ.get("RECSYS_DUCKDB_MEMORY_LIMIT") or "4GB",
         precompute_workers=_env_int("RECSYS_PRECOMPUTE_WORKERS", default=os.cpu_count() or 1, minimum=1),
         api_url=(os.environ.get("RECSYS_API_URL") or "").rstrip("/"),

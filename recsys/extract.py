@@ -10,18 +10,22 @@ Layout under ``RECSYS_DATA_DIR/extracts/<date>/``::
 The feed is streamed batch by batch (COPY from PostgreSQL, Arrow batches from DuckDB) and
 validated on the way; problems are collected over the whole table, so the error names every table,
 column and row count at once. Everything is written into a staging folder that becomes the dated
-snapshot with a rename only when all checks passed: a failed extract leaves nothing behind.
+snapshot with a rename only when all checks passed: a failed extract leaves nothing behind, and
+the folders of a killed one are removed by the next extract that runs alone (``_extract_lock``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import json
 import logging
 import os
 import shutil
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
@@ -38,6 +42,8 @@ log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 ACTIONS = ("view", "like")
+STAGING_PREFIX = ".staging-"
+RETIRED_PREFIX = ".retired-"
 FEED_KEYS = ("timestamp", "user_id", "post_id", "action", "target")
 
 
@@ -83,6 +89,8 @@ def _null_problems(table: str, data: pa.Table | pa.RecordBatch, columns) -> Coun
 
 
 def _check_entity_table(table: str, data: pa.Table) -> list[str]:
+    if data.num_rows == 0:
+        return [f"{table}: the table holds no rows"]
     key = PRIMARY_KEYS[table]
     problems = [message.format(n=f"{n:,}") for message, n in _null_problems(table, data, [key]).items()]
     ids = data.column(key).drop_null().to_numpy()
@@ -103,6 +111,7 @@ class FeedValidator:
         self.unknown_actions: Counter = Counter()
         self.dropped: Counter = Counter()
         self.rows_in = 0
+        self.rows_kept = 0
 
     @staticmethod
     def _unknown(sorted_ids: np.ndarray, values: pa.Array) -> np.ndarray:
@@ -135,7 +144,9 @@ class FeedValidator:
             self.dropped["unknown user_id"] += int(unknown_user.sum())
             self.dropped["unknown post_id"] += int(unknown_post.sum())
             orphan = unknown_user | unknown_post
+            self.rows_kept += batch.num_rows - int(orphan.sum())
             return batch.filter(pa.array(~orphan)) if orphan.any() else batch
+        self.rows_kept += batch.num_rows
         if unknown_user.any():
             self.problems[
                 "feed_data.user_id: {n} rows reference users missing from user_data "
@@ -156,6 +167,12 @@ class FeedValidator:
                 seen = ", ".join(f"{value!r} ×{count:,}" for value, count in self.unknown_actions.most_common(5))
                 line += f" (found {seen})"
             lines.append(line)
+        if not self.rows_in:
+            lines.append("feed_data: the table holds no rows")
+        elif not self.rows_kept:
+            reasons = ", ".join(f"{n:,} with {reason}" for reason, n in self.dropped.items() if n)
+            lines.append(f"feed_data: all {self.rows_in:,} rows were dropped ({reasons}; RECSYS_ORPHAN_ROWS=drop): "
+                         "none is left to extract")  # fmt: skip
         return lines
 
 
@@ -187,22 +204,53 @@ def extract(settings: Settings, date: dt.date | None = None, progress=None) -> P
     started = time.perf_counter()
     store_types = check_schema(source)
     final = settings.extracts_dir / date.isoformat()
-    staging = settings.extracts_dir / f".staging-{date.isoformat()}-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
-        manifest = _extract_into(staging, source, store_types, settings, progress)
-        manifest.update(date=date.isoformat(), seconds=round(time.perf_counter() - started, 1))
-        (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
-        _swap_into_place(staging, final)
-    except BaseException:
+    with _extract_lock(settings.extracts_dir):
+        staging = settings.extracts_dir / f"{STAGING_PREFIX}{date.isoformat()}-{os.getpid()}"
         shutil.rmtree(staging, ignore_errors=True)
-        raise
+        staging.mkdir()
+        try:
+            manifest = _extract_into(staging, source, store_types, settings, progress)
+            manifest.update(date=date.isoformat(), seconds=round(time.perf_counter() - started, 1))
+            (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
+            _swap_into_place(staging, final)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
     _prune(settings.extracts_dir, settings.extracts_kept)
     rows = manifest["tables"]["feed_data"]["rows"]
     log.info("extracted %s feed rows into %s in %.1f s (%.0f rows/s)", f"{rows:,}", final,
              manifest["seconds"], rows / max(manifest["seconds"], 1e-9))  # fmt: skip
     return final
+
+
+@contextmanager
+def _extract_lock(extracts_dir: Path) -> Iterator[None]:
+    """Held, shared, for the whole extract: a flock on the extracts folder itself, which the kernel
+    releases however the process ends (SIGKILL included) and which leaves no file behind.
+
+    An extract that gets it exclusively knows no other extract is running, so every staging or
+    retired folder there was left by a killed one: it removes them. With another extract running
+    they stay, for the next extract that runs alone.
+    """
+    extracts_dir.mkdir(parents=True, exist_ok=True)
+    folder = os.open(extracts_dir, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        try:
+            fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pass  # another extract runs: the folders may be its own
+        else:
+            _remove_leftovers(extracts_dir)
+        fcntl.flock(folder, fcntl.LOCK_SH)
+        yield
+    finally:
+        os.close(folder)
+
+
+def _remove_leftovers(extracts_dir: Path) -> None:
+    for leftover in sorted(extracts_dir.glob(f"{STAGING_PREFIX}*")) + sorted(extracts_dir.glob(f"{RETIRED_PREFIX}*")):
+        shutil.rmtree(leftover, ignore_errors=True)
+        log.info("removed %s, left by an extract that was killed", leftover.name)
 
 
 def _extract_into(staging: Path, source: Source, store_types, settings: Settings, progress) -> dict:
@@ -239,8 +287,9 @@ def _extract_into(staging: Path, source: Source, store_types, settings: Settings
         max_rows_per_group=1_000_000,
         existing_data_behavior="error",
     )
-    if validator.problems:
-        raise DataValidationError(validator.report())
+    problems = validator.report()
+    if problems:
+        raise DataValidationError(problems)
     for reason, n in validator.dropped.items():
         if n:
             log.warning("feed_data: dropped %s rows with %s (RECSYS_ORPHAN_ROWS=drop)", f"{n:,}", reason)
@@ -271,7 +320,7 @@ def _extract_into(staging: Path, source: Source, store_types, settings: Settings
 
 def _swap_into_place(staging: Path, final: Path) -> None:
     """Replace an extract of the same date (an idempotent rerun) with the new one."""
-    retired = final.with_name(f".retired-{final.name}-{os.getpid()}")
+    retired = final.with_name(f"{RETIRED_PREFIX}{final.name}-{os.getpid()}")
     if final.exists():
         final.rename(retired)
     staging.rename(final)

@@ -22,10 +22,14 @@ at its middle hour on the day after the cutoff.
 
 from __future__ import annotations
 
+import ctypes
 import datetime as dt
 import logging
 import multiprocessing
+import os
 import shutil
+import signal
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -42,6 +46,7 @@ from recsys.files import read_json, write_json
 log = logging.getLogger(__name__)
 
 BLOCK_ROWS = 400_000  # feature rows scored at once: bounds memory, whatever the number of posts
+PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 def bucket_hours(buckets: int) -> list[float]:
@@ -285,10 +290,33 @@ def run(settings, progress=None) -> str:
             run_shard(staging, group, shard, progress)
         return snapshot.publish(staging, settings)
     sizes = pd.read_parquet(staging / "users.parquet", columns=["group", "shard"]).value_counts()
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with _shard_pool(workers) as pool:
         running = {pool.submit(run_shard, staging, group, shard): (group, shard) for group, shard in units}
         for done in as_completed(running):
             done.result()  # a failed shard fails the run; nothing is published
             if progress is not None:
                 progress(int(sizes.get(running[done], 0)))
     return snapshot.publish(staging, settings)
+
+
+def _shard_pool(workers: int) -> ProcessPoolExecutor:
+    """Worker processes that die with this process, however it ends."""
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_die_with_parent, initargs=(os.getpid(),))  # fmt: skip
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Pool worker initializer: ask the kernel to SIGKILL this worker when its parent dies.
+
+    A parent killed by SIGKILL runs no cleanup: its workers would finish their shard, then wait on
+    the task queue forever (keeping multiprocessing's resource tracker alive too). The signal
+    follows the parent *thread* that started the worker: the pool starts workers from the thread
+    that submits, which waits for them.
+    """
+    if sys.platform != "linux":
+        return  # prctl is Linux only; elsewhere the workers are not tied to their parent
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != parent_pid:  # the parent died before the request took effect
+        os.kill(os.getpid(), signal.SIGKILL)

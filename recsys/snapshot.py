@@ -40,6 +40,9 @@ CURRENT = "CURRENT"
 MANIFEST = "manifest.json"
 PLAN = "plan.json"
 STAGING_PREFIX = ".staging-"
+# What serving a snapshot reads from its manifest (a dot: a key inside a field); group_methods and
+# fresh_methods are optional: a snapshot from before the quality gate chose baselines has neither.
+SERVED_FIELDS = ("models_version", "time_buckets", "candidates", "group_models", "ab.salt", "ab.test_share")
 
 
 class SnapshotError(RuntimeError):
@@ -132,6 +135,9 @@ def verify(snapshot_dir: Path, checksums: bool = True) -> dict:
         listed = manifest["checksums"]
     except (ValueError, KeyError) as error:
         raise SnapshotError(f"snapshot {snapshot_dir.name}: unreadable {MANIFEST} ({error})") from None
+    missing = [name for name in SERVED_FIELDS if not _has_field(manifest, name)]
+    if missing:
+        raise SnapshotError(f"snapshot {snapshot_dir.name}: {MANIFEST} lacks {', '.join(missing)}")
     for name, digest in listed.items():
         path = snapshot_dir / name
         if not path.exists():
@@ -139,6 +145,15 @@ def verify(snapshot_dir: Path, checksums: bool = True) -> dict:
         if checksums and sha256(path) != digest:
             raise SnapshotError(f"snapshot {snapshot_dir.name}: {name} does not match its checksum")
     return manifest
+
+
+def _has_field(manifest: dict, dotted: str) -> bool:
+    value = manifest
+    for key in dotted.split("."):
+        if not isinstance(value, dict) or key not in value:
+            return False
+        value = value[key]
+    return True
 
 
 def rollback(settings, snapshot: str | None = None) -> str:

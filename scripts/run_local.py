@@ -5,8 +5,10 @@ Generates the demo data into the DuckDB source (kept if it exists), starts the l
 the nightly DAG once (unless a snapshot is already published), waits until the API serves it, and
 prints where everything is. Ctrl-C stops everything it started.
 
-Environment: RECSYS_DATA_DIR (default ./data), AIRFLOW_PORT (8080), API_PORT (8000), RUN_NIGHTLY=1 to
-trigger the nightly DAG even when a snapshot exists; every RECSYS_* setting reaches the tasks and the API.
+Environment: RECSYS_DATA_DIR (default ./data), AIRFLOW_PORT (8080), API_PORT (8000), BIND_HOST (the
+address the Airflow UI and the API listen on; default 127.0.0.1, this machine only: 0.0.0.0 opens both,
+and the UI's admin login, to the network), RUN_NIGHTLY=1 to trigger the nightly DAG even when a
+snapshot exists; every RECSYS_* setting reaches the tasks and the API.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import httpx
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+LOOPBACK = "127.0.0.1"
 DAG_ID = "recsys_nightly"
 AB_DAG_ID = "recsys_ab_report"
 
@@ -32,11 +35,25 @@ def say(message: str) -> None:
     print(f"[make run {dt.datetime.now():%H:%M:%S}] {message}", flush=True)
 
 
-def environment(data_dir: Path, airflow_port: int, api_port: int) -> dict[str, str]:
+def local_address(bind_host: str) -> str:
+    """Where this machine reaches a server listening on bind_host (a wildcard address includes loopback)."""
+    return LOOPBACK if bind_host in ("0.0.0.0", "::") else bind_host
+
+
+def bind_host() -> str:
+    return os.environ.get("BIND_HOST") or LOOPBACK
+
+
+def api_command(host: str, port: int) -> list[str]:
+    return [str(BIN / "recsys"), "serve", "--host", host, "--port", str(port)]
+
+
+def environment(data_dir: Path, airflow_port: int, api_port: int, bind_host: str) -> dict[str, str]:
     env = dict(os.environ)
+    local = local_address(bind_host)
     env.update({
         "RECSYS_DATA_DIR": str(data_dir),
-        "RECSYS_API_URL": env.get("RECSYS_API_URL") or f"http://127.0.0.1:{api_port}",
+        "RECSYS_API_URL": env.get("RECSYS_API_URL") or f"http://{local}:{api_port}",
         "AIRFLOW_HOME": str(data_dir / "airflow"),
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
@@ -44,6 +61,10 @@ def environment(data_dir: Path, airflow_port: int, api_port: int) -> dict[str, s
         # 32 LocalExecutor workers by default: 4 keep the machine's memory for the tasks themselves.
         "AIRFLOW__CORE__PARALLELISM": env.get("AIRFLOW__CORE__PARALLELISM", "4"),
         "AIRFLOW__API__PORT": str(airflow_port),
+        "AIRFLOW__API__HOST": bind_host,
+        # Tasks report to the api-server; Airflow's default (localhost:8080) misses another host or port.
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": env.get("AIRFLOW__CORE__EXECUTION_API_SERVER_URL")
+        or f"http://{local}:{airflow_port}/execution/",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
         "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}",
         "HF_HUB_OFFLINE": "1",
@@ -177,11 +198,14 @@ def bring_up(data_dir: Path, airflow_url: str, api_url: str, processes) -> None:
 def main() -> int:
     data_dir = Path(os.environ.get("RECSYS_DATA_DIR") or REPO / "data").resolve()
     airflow_port, api_port = int(os.environ.get("AIRFLOW_PORT", 8080)), int(os.environ.get("API_PORT", 8000))
-    env = environment(data_dir, airflow_port, api_port)
+    host = bind_host()
+    if host != LOOPBACK:
+        say(f"BIND_HOST={host}: the Airflow UI (admin login) and the API accept connections from the network")
+    env = environment(data_dir, airflow_port, api_port, host)
     subprocess.run([BIN / "recsys", "generate", "--preset", "demo", "--seed", "1", "--keep-existing"], env=env,
                    check=True)  # fmt: skip
     api_log, airflow_log = data_dir / "logs" / "api.log", data_dir / "logs" / "airflow-standalone.log"
-    api = start([str(BIN / "recsys"), "serve", "--port", str(api_port)], api_log, env)
+    api = start(api_command(host, api_port), api_log, env)
     airflow = start([str(BIN / "airflow"), "standalone"], airflow_log, env)
     say(f"started the API (log {api_log}) and airflow standalone (log {airflow_log})")
 
@@ -201,7 +225,8 @@ def main() -> int:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     try:
-        bring_up(data_dir, f"http://127.0.0.1:{airflow_port}", f"http://127.0.0.1:{api_port}",
+        local = local_address(host)
+        bring_up(data_dir, f"http://{local}:{airflow_port}", f"http://{local}:{api_port}",
                  [(api, api_log), (airflow, airflow_log)])  # fmt: skip
     except Exception as error:
         say(f"{type(error).__name__}: {error}")

@@ -2,6 +2,7 @@
 
 import contextlib
 import datetime as dt
+import json
 import shutil
 import socket
 import threading
@@ -16,7 +17,7 @@ import uvicorn
 from starlette.datastructures import QueryParams
 from starlette.testclient import TestClient
 
-from api.app import create_app, query_values
+from api.app import MAX_LIMIT, MAX_OFFSET, create_app, query_values
 from api.snapshots import FreshScorer
 from recsys import ab, precompute, snapshot
 from tests.conftest import serve_test_group_by
@@ -117,12 +118,86 @@ def test_unknown_user_is_404(client):
         ({"id": "1", "limit": "five"}, "limit"),
         ({"id": "1", "offset": "-1"}, "offset"),
         ({"id": "1", "offset": "next"}, "offset"),
+        # int() takes all of these; only ASCII digits with an optional leading "-" are an integer here
+        ({"id": "٢٠٠"}, "id"),
+        ({"id": "２００"}, "id"),
+        ({"id": "2_00"}, "id"),
+        ({"id": "+200"}, "id"),
+        ({"id": " 200 "}, "id"),
+        ({"id": "1", "limit": "٥"}, "limit"),
+        ({"id": "1", "limit": " 5"}, "limit"),
+        ({"id": "1", "offset": "+5"}, "offset"),
+        ({"id": "1", "offset": "1_0"}, "offset"),
+        # outside the years 1700..2199: a UTC conversion that overflows, or what a fresh user cannot be scored at
+        ({"id": "1", "time": "0001-01-01T00:00:00+01:00"}, "time"),
+        ({"id": "1", "time": "9999-12-31T23:59:59-01:00"}, "time"),
+        ({"id": "1", "time": "1500-01-01T00:00"}, "time"),
+        ({"id": "1", "time": "2300-01-01T00:00"}, "time"),
+        ({"id": "1", "time": " 2021-10-15T10:00"}, "time"),
     ],
 )
 def test_bad_input_is_422_naming_the_parameter(client, params, parameter):
     response = client.get("/post/recommendations/", params=params)
     assert response.status_code == 422
     assert response.json()["parameter"] == parameter and parameter in response.json()["error"]
+
+
+@pytest.mark.parametrize("path", ["/nope", "/health/", "/post", "/post/recommendations/extra"])
+def test_an_unknown_path_is_a_json_404(client, path):
+    response = client.get(path, follow_redirects=False)
+    assert response.status_code == 404 and response.headers["content-type"] == "application/json"
+    assert response.json() == {"error": f"no such path {path}: see /openapi.json"}
+
+
+def test_a_wrong_method_is_a_json_405_naming_the_allowed_ones(client):
+    response = client.post("/post/recommendations/", params={"id": 1})
+    allowed = response.headers["allow"]  # Starlette keeps a route's methods in a set: in no set order
+    assert response.status_code == 405 and set(allowed.split(", ")) == {"GET", "HEAD"}
+    assert response.json() == {"error": f"method POST is not allowed here (allowed: {allowed})"}
+
+
+def test_the_recommendations_path_answers_the_same_without_its_trailing_slash(client, served_copy):
+    params = {"id": int(users_of(served_copy)["user_id"].iloc[0]), "time": "2021-10-15T10:00:00"}
+    with_slash = client.get("/post/recommendations/", params=params)
+    without = client.get("/post/recommendations", params=params, follow_redirects=False)
+    assert without.status_code == with_slash.status_code == 200 and without.json() == with_slash.json()
+    assert client.get("/post/recommendations", params={"id": "x"}).json()["parameter"] == "id"
+
+
+def test_a_long_query_is_a_json_414_and_a_huge_one_is_refused_by_uvicorn(client, served_copy):
+    long_query = f"/post/recommendations/?id=1&pad={'a' * 20_000}"
+    response = client.get(long_query)
+    assert response.status_code == 414 and response.json() == {"error": "the query string is longer than 4096 bytes"}
+    with live_api(served_copy) as (base, _), socket.create_connection(base.removeprefix("http://").split(":")) as conn:
+        conn.sendall(f"GET /post/recommendations/?id=1&pad={'a' * 1_000_000} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        status_line = conn.recv(4096).split(b"\r\n")[0]
+    assert status_line == b"HTTP/1.1 400 Bad Request"  # before the app: uvicorn's own plain-text answer
+
+
+def test_an_unexpected_failure_is_a_json_500(served_copy, monkeypatch):
+    app = create_app(served_copy)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        monkeypatch.setattr(app.state.watcher.current, "lookup", lambda *args: 1 / 0)  # a bug
+        response = client.get("/post/recommendations/", params={"id": 1})
+    assert response.status_code == 500 and response.json() == {"error": "internal server error"}
+
+
+def test_openapi_describes_what_is_enforced(client):
+    schema = client.get("/openapi.json").json()
+    operation = schema["paths"]["/post/recommendations/"]["get"]
+    parameters = {p["name"]: p["schema"] for p in operation["parameters"]}
+    assert parameters["offset"]["maximum"] == MAX_OFFSET and parameters["limit"]["maximum"] == MAX_LIMIT
+    assert {parameters[name]["pattern"] for name in ("id", "limit", "offset")} == {"^-?[0-9]+$"}
+    assert parameters["time"]["pattern"] == "^(1[7-9]|2[01])[0-9]{2}"
+    components = schema["components"]["schemas"]
+    body = {status: response["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+            for status, response in operation["responses"].items()}  # fmt: skip
+    assert body == {"200": "Recommendations", "404": "Error", "414": "Error", "422": "Error", "503": "Error"}
+    assert components["Recommendations"]["properties"]["exp_group"]["enum"] == ["control", "test"]
+    assert set(components["Error"]["properties"]) == {"error", "parameter"}
+    for path in ("/health", "/ready"):
+        assert all("content" in response for response in schema["paths"][path]["get"]["responses"].values()), path
+    assert ": null" not in json.dumps(schema)  # a YAML colon or comma in a docstring makes a stray key: null
 
 
 @pytest.mark.parametrize(
@@ -214,7 +289,8 @@ def test_fresh_user_is_ranked_as_precompute_ranks_a_user_without_history(served_
 
 
 def test_health_ready_and_openapi(client, served_copy):
-    assert client.get("/health").json() == {"status": "ok"}
+    health = client.get("/health").json()
+    assert health["status"] == "ok" and health["exposures"]["healthy"] is True
     ready = client.get("/ready").json()
     assert ready["ready"] is True and ready["snapshot"] == snapshot.current_id(served_copy)
     schema = client.get("/openapi.json").json()
@@ -295,8 +371,41 @@ def test_every_response_is_an_exposure_after_a_clean_shutdown(served_copy):
     assert log["served_at"].between(started, dt.datetime.now(dt.UTC).replace(tzinfo=None)).all()
     for row in log.itertuples():
         assert (row.user_id, list(row.post_ids)) == served[row.request_id]
-    assert sorted(log["day"].astype(str).unique()) == ["2021-10-15", "2021-10-16", "2021-10-17"]
+    assert sorted(log["time"].dt.date.astype(str).unique()) == ["2021-10-15", "2021-10-16", "2021-10-17"]
+    assert (pd.to_datetime(log["day"]) == log["served_at"].dt.normalize()).all()  # the server's clock decides
     assert (log["served_by"] == log["exp_group"]).all()  # each group's own model served it
+
+
+def test_head_answers_like_get_without_a_body_and_is_not_an_exposure(served_copy):
+    user_id = int(users_of(served_copy)["user_id"].iloc[0])
+    with TestClient(create_app(served_copy)) as client:
+        response = client.head("/post/recommendations/", params={"id": user_id})
+        assert response.status_code == 200 and response.content == b"" and response.headers["x-request-id"]
+    assert not list(served_copy.exposures_dir.glob("day=*/*.parquet"))
+
+
+def wait_for_status(client, path: str, status: int, timeout: float = 10.0):
+    deadline = time.monotonic() + timeout
+    while (response := client.get(path)).status_code != status:
+        assert time.monotonic() < deadline, f"{path} did not answer {status} within {timeout} s: {response.text}"
+        time.sleep(0.1)
+    return response
+
+
+def test_health_is_503_while_exposures_cannot_be_written_and_200_once_they_can(served_copy):
+    blocker = served_copy.exposures_dir / f"day={dt.datetime.now(dt.UTC).date()}"  # where today's rows go
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("in the way")
+    user_id = int(users_of(served_copy)["user_id"].iloc[0])
+    with TestClient(create_app(served_copy)) as client:
+        assert client.get("/post/recommendations/", params={"id": user_id}).status_code == 200
+        failing = wait_for_status(client, "/health", 503).json()
+        assert failing["status"] == "failing" and "day=" in failing["exposures"]["error"]
+        assert str(served_copy.data_dir) not in failing["exposures"]["error"]
+        assert client.get("/ready").json()["exposures"]["healthy"] is False
+        blocker.unlink()
+        healthy = wait_for_status(client, "/health", 200).json()
+        assert healthy["exposures"]["written"] == 1 and healthy["exposures"]["failed_writes"] > 0
 
 
 def user_of_group(group: str, settings) -> int:

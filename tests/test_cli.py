@@ -88,6 +88,24 @@ def test_errors_are_one_clear_line_and_a_nonzero_exit(tmp_path):
     assert bad.returncode == 2 and "RECSYS_ORPHAN_ROWS='maybe'" in bad.stderr
 
 
+def test_an_empty_feed_is_a_validation_message_and_exit_1(tmp_path):
+    import pyarrow as pa
+
+    from recsys.sources import arrow_schema, open_source
+
+    url = f"duckdb:///{tmp_path / 'source.duckdb'}"
+    source = open_source(url)
+    source.create_schema()
+    user = {"user_id": 1, "gender": 0, "age": 30, "country": "Russia", "city": "Moscow", "exp_group": 0,
+            "os": "iOS", "source": "ads"}  # fmt: skip
+    post = {"post_id": 1, "text": "a post", "topic": "movie"}
+    source.append("user_data", pa.Table.from_pylist([user], arrow_schema("user_data")))
+    source.append("post_text_df", pa.Table.from_pylist([post], arrow_schema("post_text_df")))
+    result = recsys("extract", env={"RECSYS_DATA_DIR": str(tmp_path / "data"), "RECSYS_SOURCE_URL": url})
+    assert result.returncode == 1
+    assert "feed_data: the table holds no rows" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_query_snapshots_precompute_and_rollback(served_copy):
     """The analyst's and the operator's commands over a served data dir."""
     counted = recsys("query", "SELECT exp_group, count(DISTINCT user_id) AS users FROM recommendations "

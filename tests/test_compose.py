@@ -23,6 +23,9 @@ COMPOSE_OWN_VARS = {"COMPOSE_PROJECT_NAME", "COMPOSE_PROFILES"}  # read by compo
 INTERPOLATION = re.compile(r"\$(?:\$|\{([A-Za-z_]\w*)|([A-Za-z_]\w*))")  # "$$" is an escaped "$"
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|KEY")
 URL_PASSWORD = re.compile(r"://[^:/@\s]*:(\$\{[^}]*\}|[^@\s]+)@")  # the password of user:password@
+VARIABLE = re.compile(r"\$\$?\{?([A-Za-z_]\w*)")  # a shell's $X, ${X} (as "$$" in compose) or compose's ${X}
+# A here-document's body reaches the process on stdin, not as an argument.
+HERE_DOCUMENT = re.compile(r"<<-?\s*['\"]?(\w+)['\"]?[^\n]*\n.*?^\s*\1\s*$", re.DOTALL | re.MULTILINE)
 
 
 def load_compose() -> dict:
@@ -73,6 +76,21 @@ def is_bind(source: str) -> bool:
     return source.startswith((".", "/", "~"))
 
 
+def secret_variables(service: dict) -> set[str]:
+    """The names that hold a secret in a service: named like one, or set from one."""
+    env = environment(service)
+    return {key for key, value in env.items() if SECRET_NAME.search(key) or any(
+        SECRET_NAME.search(name) for name in interpolated(value))}  # fmt: skip
+
+
+def secrets_on_command_lines(service: dict) -> set[str]:
+    """Secret variables a service's command expands into some process's arguments, which `ps` shows."""
+    secret = secret_variables(service)
+    run = [service.get("command"), service.get("entrypoint"), (service.get("healthcheck") or {}).get("test")]
+    texts = [HERE_DOCUMENT.sub("", text) for text in strings(run)]
+    return {name for text in texts for name in VARIABLE.findall(text) if name in secret or SECRET_NAME.search(name)}
+
+
 def dockerfile() -> list[str]:
     """The Dockerfile's instructions, continuation lines joined, comments dropped."""
     text = re.sub(r"\\\n", " ", (ROOT / "Dockerfile").read_text())
@@ -101,6 +119,7 @@ def semantic_problems(compose: dict) -> list[str]:
                 found.append(f"{name}: {key} is written literally, not taken from .env")
         leaks = [text for text in strings(service) for pw in URL_PASSWORD.findall(text) if not pw.startswith("${")]
         found += [f"{name}: literal password in a URL: {text}" for text in leaks]
+        found += [f"{name}: secret {secret} on a command line" for secret in sorted(secrets_on_command_lines(service))]
         for source, _ in mounts(service):
             if is_bind(source) and not (ROOT / source).exists():
                 found.append(f"{name}: bind-mount source {source} does not exist")
@@ -134,6 +153,16 @@ BREAKAGES = [
         lambda s: s["recsys-api"]["environment"].update(RECSYS_SOURCE_URL="postgresql://u:pw@db/x"),
         "u:pw@",
         id="password-in-url",
+    ),
+    pytest.param(
+        lambda s: s["redis"].update(command=["sh", "-c", 'exec redis-server --requirepass "$${REDISCLI_AUTH}"']),
+        "secret REDISCLI_AUTH on a command line",
+        id="secret-argument",
+    ),
+    pytest.param(
+        lambda s: s["redis"].update(command=["redis-server", "--requirepass", "${REDIS_PASSWORD}"]),
+        "secret REDIS_PASSWORD on a command line",
+        id="interpolated-secret-argument",
     ),
     pytest.param(lambda s: s["postgres"]["volumes"].append("./no-such-dir:/x"), "no-such-dir", id="bind-mount"),
 ]

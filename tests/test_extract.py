@@ -3,6 +3,9 @@
 import datetime as dt
 import json
 import shutil
+import subprocess
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import duckdb
 import psycopg2
@@ -188,6 +191,63 @@ def test_a_failure_mid_stream_leaves_the_previous_extract(bad_source, monkeypatc
         extract(settings, DAY)
     assert (good / MANIFEST).read_text() == before
     assert [p.name for p in settings.extracts_dir.iterdir()] == ["2021-11-01"]  # no staging left
+
+
+@pytest.mark.parametrize("table", ["user_data", "post_text_df", "feed_data"])
+def test_an_empty_table_is_named(bad_source, table):
+    expect_problems(bad_source(f"DELETE FROM {table}"), f"{table}: the table holds no rows")
+
+
+def test_a_feed_whose_every_row_is_dropped_is_named(bad_source):
+    settings = bad_source("UPDATE feed_data SET post_id = post_id + 1000000", RECSYS_ORPHAN_ROWS="drop")
+    with duckdb.connect(str(settings.source_url.removeprefix("duckdb:///")), read_only=True) as con:
+        rows = con.execute("SELECT count(*) FROM feed_data").fetchone()[0]
+    expect_problems(settings, f"feed_data: all {rows:,} rows were dropped ({rows:,} with unknown post_id; "
+                              "RECSYS_ORPHAN_ROWS=drop): none is left to extract")  # fmt: skip
+
+
+def left_by_a_killed_extract(extracts_dir, prefix: str):
+    """A half-written folder named as an extract that was killed names its staging or retired folder."""
+    killed = subprocess.Popen(["true"])
+    killed.wait()  # its process id no longer runs
+    folder = extracts_dir / f"{prefix}2021-10-31-{killed.pid}"
+    (folder / "feed_data").mkdir(parents=True)
+    (folder / "user_data.parquet").write_bytes(b"PAR1 half written")
+    return folder
+
+
+def test_the_next_extract_removes_the_folders_of_a_killed_one(bad_source):
+    settings = bad_source()
+    left = [left_by_a_killed_extract(settings.extracts_dir, prefix) for prefix in (".staging-", ".retired-")]
+    extract(settings, DAY)
+    assert not any(folder.exists() for folder in left)
+    assert [p.name for p in settings.extracts_dir.iterdir()] == ["2021-11-01"]
+
+
+def test_an_extract_leaves_the_folders_of_a_running_one_alone(bad_source):
+    """Two extracts at once: neither removes the other's staging folder, and a folder left by a killed
+    extract meanwhile waits for the next extract that runs alone."""
+    settings = bad_source()
+    streaming, finish = threading.Event(), threading.Event()
+
+    def hold_while_streaming(done, total):
+        streaming.set()
+        finish.wait(timeout=120)
+
+    with ThreadPoolExecutor(1) as thread:
+        first = thread.submit(extract, settings, DAY, hold_while_streaming)
+        assert streaming.wait(timeout=120)
+        left = left_by_a_killed_extract(settings.extracts_dir, ".staging-")
+        staged = sorted(settings.extracts_dir.glob(".staging-*"))
+        assert len(staged) == 2  # the running extract's and the killed one's
+        extract(settings, dt.date(2021, 11, 2))
+        assert all(folder.exists() for folder in staged)
+        finish.set()
+        assert first.result(timeout=120) == settings.extracts_dir / "2021-11-01"
+    assert left.exists()
+    extract(settings, dt.date(2021, 11, 3))
+    assert not left.exists()
+    assert [p.name for p in sorted(settings.extracts_dir.iterdir())] == ["2021-11-01", "2021-11-02", "2021-11-03"]
 
 
 def test_rerun_replaces_and_old_extracts_are_pruned(bad_source):

@@ -1,7 +1,15 @@
 """Precompute on the tiny preset: every user ranked by their group's model, shards independent."""
 
+import dataclasses
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
+import psutil
 import pytest
 
 from recsys import ab, models, precompute, snapshot
@@ -121,3 +129,57 @@ def test_a_group_served_by_a_baseline_is_ranked_in_the_baselines_order(served_co
         assert not set(mine["post_id"]) & seen
         checked += 1
     assert checked == 20
+
+
+def running_workers(parent: psutil.Process, count: int, timeout: float = 180) -> list[psutil.Process]:
+    """Every process under parent once `count` pool workers run there (the resource tracker too)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        helpers = parent.children(recursive=True)
+        if sum("spawn_main" in " ".join(process_cmdline(p)) for p in helpers) >= count:
+            return helpers
+        time.sleep(0.05)
+    pytest.fail(f"no {count} precompute workers within {timeout:.0f} s")
+
+
+def process_cmdline(process: psutil.Process) -> list[str]:
+    try:
+        return process.cmdline()
+    except psutil.Error:
+        return []
+
+
+def alive(processes: list[psutil.Process]) -> list[psutil.Process]:
+    """Those still running; a zombie is dead, only not reaped yet."""
+    living = []
+    for process in processes:
+        try:
+            if process.status() != psutil.STATUS_ZOMBIE:
+                living.append(process)
+        except psutil.NoSuchProcess:
+            pass
+    return living
+
+
+def test_a_killed_precompute_leaves_no_worker_and_the_next_run_removes_its_staging(served_copy):
+    """kill -9 of `recsys precompute` while its shards run: its pool workers and multiprocessing's
+    resource tracker die with it, and the next precompute removes the staging snapshot it left."""
+    command = subprocess.Popen([sys.executable, "-m", "recsys", "precompute"], cwd=Path(__file__).parents[1],
+                               env={**os.environ, "RECSYS_PRECOMPUTE_WORKERS": "2"},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    helpers = []
+    try:
+        helpers = running_workers(psutil.Process(command.pid), count=2)
+        command.kill()
+        command.wait()
+        deadline = time.monotonic() + 20
+        while alive(helpers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert [" ".join(process_cmdline(p))[:120] for p in alive(helpers)] == []
+    finally:
+        command.kill()
+        for process in alive(helpers):
+            process.kill()
+    assert list(served_copy.snapshots_dir.glob(f"{snapshot.STAGING_PREFIX}*"))  # what the killed run left
+    precompute.run(dataclasses.replace(served_copy, precompute_workers=1))
+    assert list(served_copy.snapshots_dir.glob(f"{snapshot.STAGING_PREFIX}*")) == []

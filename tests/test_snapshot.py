@@ -1,5 +1,7 @@
 """Snapshots: published whole or not at all, verified, kept, rolled back."""
 
+import json
+
 import pytest
 
 from recsys import precompute, snapshot
@@ -58,3 +60,12 @@ def test_prune_keeps_the_newest_snapshots_across_cutoffs(settings_for):
     (settings.snapshots_dir / snapshot.CURRENT).write_text(ids[1])  # rolled back to an older one
     assert snapshot.prune(settings) == [ids[0]]  # the newest two, and never the current one
     assert snapshot.published(settings) == ids[1:]
+
+
+def test_a_manifest_without_a_field_serving_needs_is_refused(served_copy):
+    current = snapshot.current_dir(served_copy)
+    manifest = read_json(current / snapshot.MANIFEST)
+    del manifest["time_buckets"], manifest["ab"]["salt"]
+    (current / snapshot.MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(snapshot.SnapshotError, match="manifest.json lacks time_buckets, ab.salt"):
+        snapshot.verify(current)
