@@ -185,7 +185,7 @@ def prune(settings, replaced: str | None = None) -> list[str]:
     rerun = [s for s in kept if current and _cutoff_of(s) == _cutoff_of(current) and s not in (current, replaced)]
     removed = []
     for snapshot in sorted(set(kept[: -settings.snapshots_kept]) | set(rerun)):
-        if snapshot != current:
+        if snapshot not in (current, replaced):
             shutil.rmtree(settings.snapshots_dir / snapshot)
             removed.append(snapshot)
     stale = dt.datetime.now().timestamp() - 86_400

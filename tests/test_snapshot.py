@@ -51,15 +51,30 @@ def test_new_snapshot_becomes_current_reruns_replace_and_rollback_works(served_c
     assert read_json(served_copy.snapshots_dir / made[-1] / snapshot.MANIFEST)["snapshot"] == made[-1]
 
 
-def test_prune_keeps_the_newest_snapshots_across_cutoffs(settings_for):
-    settings = settings_for(RECSYS_SNAPSHOTS_KEPT="2")
-    ids = [f"2021-10-0{day}-20261101T00000{day}" for day in range(1, 5)]
+def published_folders(settings, days: int) -> list[str]:
+    """Snapshot folders of consecutive cutoffs (a manifest each, nothing else), oldest first."""
+    ids = [f"2021-10-0{day}-20261101T00000{day}" for day in range(1, days + 1)]
     for snapshot_id in ids:
         (settings.snapshots_dir / snapshot_id).mkdir(parents=True)
         (settings.snapshots_dir / snapshot_id / snapshot.MANIFEST).write_text("{}")
+    return ids
+
+
+def test_prune_keeps_the_newest_snapshots_across_cutoffs(settings_for):
+    settings = settings_for(RECSYS_SNAPSHOTS_KEPT="2")
+    ids = published_folders(settings, 4)
     (settings.snapshots_dir / snapshot.CURRENT).write_text(ids[1])  # rolled back to an older one
     assert snapshot.prune(settings) == [ids[0]]  # the newest two, and never the current one
     assert snapshot.published(settings) == ids[1:]
+
+
+def test_prune_keeps_the_snapshot_a_publish_just_replaced_even_beyond_the_newest_kept(settings_for):
+    settings = settings_for(RECSYS_SNAPSHOTS_KEPT="2")
+    ids = published_folders(settings, 3)
+    # The API served the oldest (a rollback) when the newest was published: it may still read it.
+    (settings.snapshots_dir / snapshot.CURRENT).write_text(ids[2])
+    assert snapshot.prune(settings, replaced=ids[0]) == []
+    assert snapshot.prune(settings) == [ids[0]]  # the next publish removes it
 
 
 def test_a_manifest_without_a_field_serving_needs_is_refused(served_copy):
