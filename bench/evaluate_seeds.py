@@ -6,6 +6,9 @@ models' margins over the best baseline of each seed on the deciding served HitRa
 for docs/benchmarks.md.
 
     python bench/evaluate_seeds.py --preset demo --world dynamic --seeds 1 2 3 --out /tmp/bench-seeds
+    python bench/evaluate_seeds.py --seeds 1 2 3 --out /tmp/bench-seeds --from-runs   # print those runs again
+
+Each seed's gate decisions (``training.decide_serving`` on its served hits) follow the tables.
 """
 
 from __future__ import annotations
@@ -19,12 +22,15 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from recsys import rankers, training  # noqa: E402
 from recsys.config import load_settings  # noqa: E402
 from recsys.extract import extract  # noqa: E402
+from recsys.files import read_json  # noqa: E402
 from recsys.generate import PRESETS, generate_into  # noqa: E402
 from recsys.sources import open_source  # noqa: E402
 
@@ -47,7 +53,26 @@ def run_seed(preset: str, world: str, seed: int, out: Path, embedding_cache: Pat
         training.train_model(version_dir, kind, settings, store)
     report = training.evaluate_version(version_dir, settings, store)
     report["pipeline_seconds"] = round(time.perf_counter() - started)
-    return report
+    return report | {"version_dir": str(version_dir)}
+
+
+def earlier_run(out: Path, seed: int) -> dict:
+    """The evaluation report of the newest version of an earlier run of a seed."""
+    version_dir = sorted((out / f"seed-{seed}" / "models").iterdir())[-1]
+    return read_json(version_dir / "evaluation.json") | {"version_dir": str(version_dir)}
+
+
+def gate_decisions(report: dict) -> list[str]:
+    """The gate's sentences for a seed's version, as the nightly run decides them."""
+    version_dir = Path(report["version_dir"])
+    trained = {kind for kind in ("control", "test") if (version_dir / f"{kind}.cbm").exists()}
+    decisions = training.decide_serving(pd.read_parquet(version_dir / training.SERVED_HITS), trained, load_settings())
+    lines = []
+    for decision in decisions["kinds"].values():
+        lines.append(decision["reason"])
+        if decision["fresh"] is not None:
+            lines.append(f"   fresh: {decision['fresh']['reason']}")
+    return lines
 
 
 def main() -> None:
@@ -57,17 +82,23 @@ def main() -> None:
     parser.add_argument("--with-recipe", action="store_true", help="also train the original's recipe (a reference)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--from-runs", action="store_true", help="print the runs already in --out, run nothing")
     args = parser.parse_args()
     logging.basicConfig(level="INFO", format="%(asctime)s %(name)s: %(message)s")
     cache = args.out / "embeddings-cache"
     cache.mkdir(parents=True, exist_ok=True)
     kinds = ("control", "test", "recipe") if args.with_recipe else ("control", "test")
-    reports = {seed: run_seed(args.preset, args.world, seed, args.out, cache, kinds) for seed in args.seeds}
+    if args.from_runs:
+        reports = {seed: earlier_run(args.out, seed) for seed in args.seeds}
+    else:
+        reports = {seed: run_seed(args.preset, args.world, seed, args.out, cache, kinds) for seed in args.seeds}
 
     methods = list(next(iter(reports.values()))["methods"])
     print(f"\npreset {args.preset}, world {args.world}, seeds {args.seeds}; {platform.machine()}, "
           f"{os.cpu_count()} cores\n")
-    for metric, label in (("served_hit_rate", "served HitRate@5"), ("expected_hit_rate", "expected HitRate@5"),
+    for metric, label in (("served_hit_rate", "served HitRate@5"),
+                          ("served_hit_rate_fresh", "served HitRate@5, fresh users"),
+                          ("expected_hit_rate", "expected HitRate@5"),
                           ("share_of_oracle", "expected HitRate@5 / oracle's"), ("replay_hit_rate", "replay HitRate@5"),
                           ("auc", "AUC")):  # fmt: skip
         print(f"\n{label}\n\n| method | " + " | ".join(f"seed {s}" for s in args.seeds) + " | mean | spread |")
@@ -92,8 +123,18 @@ def main() -> None:
             margins.append(methods[model]["served_hit_rate"]["mean"] - methods[baseline]["served_hit_rate"]["mean"])
         print(f"- {model} − best baseline ({', '.join(best)}): " + ", ".join(f"{m:+.4f}" for m in margins)
               + f"; smallest {min(margins):+.4f} vs spread {max(margins) - min(margins):.4f}")  # fmt: skip
-    print("\npipeline seconds per seed (extract to evaluation): "
-          + ", ".join(str(reports[s]["pipeline_seconds"]) for s in args.seeds))  # fmt: skip
+    for seed in args.seeds:
+        served = reports[seed]["served"]
+        print(f"seed {seed}: test {reports[seed]['split']['test']}, served users {served['users']} "
+              f"({served['fresh_users']} fresh)")
+    print("\nGate decisions:\n\n```")
+    for seed in args.seeds:
+        for line in gate_decisions(reports[seed]):
+            print(line if line.startswith(" ") else f"seed-{seed} {line}")
+    print("```")
+    if not args.from_runs:
+        print("\npipeline seconds per seed (extract to evaluation): "
+              + ", ".join(str(reports[s]["pipeline_seconds"]) for s in args.seeds))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -91,10 +91,14 @@ HISTORY_TABLES = {
 WINDOW_DAYS = (1, 3, 7, 14)
 RECENT_HALF_LIFE_DAYS = 7.0
 RECENT_PRIOR_VIEWS = 20
+# A news cycle lifts a whole sub-theme: its text cluster's recent like-rate shows it before any one
+# post has the views to.
+CLUSTER_WINDOW_DAYS = (1, 3)
 TIME = (
     *(f"post_{kind}_{days}d" for days in WINDOW_DAYS for kind in ("likes", "views", "trend")),
     "post_age_days", "user_days_since_active", "user_days_since_like", "user_recent_likes",
     "user_topic_like_share", "user_cluster_like_share",
+    *(f"cluster_trend_{days}d" for days in CLUSTER_WINDOW_DAYS),
 )  # fmt: skip
 EPOCH_SQL = "DATE '1970-01-01'"  # day numbers are days since this date
 # Co-likes: the dot product of the user's and the post's factors of a matrix factorization of the
@@ -243,22 +247,7 @@ class FeatureStore:
     def _build_time_history(self) -> None:
         """Per post and calendar day since its first view: likes and views of the last 1..14 days and
         the first day; per user and active day: last active and like days, decayed recent likes."""
-        windows = ", ".join(
-            f"sum(likes) OVER (PARTITION BY post_id ORDER BY day RANGE BETWEEN INTERVAL {days - 1} DAYS PRECEDING "
-            f"AND CURRENT ROW) AS likes_{days}d, sum(views) OVER (PARTITION BY post_id ORDER BY day RANGE BETWEEN "
-            f"INTERVAL {days - 1} DAYS PRECEDING AND CURRENT ROW) AS views_{days}d"
-            for days in WINDOW_DAYS
-        )
-        self.con.execute(f"""
-            CREATE TABLE post_window_days AS
-            WITH daily AS (SELECT post_id, day, count(*) AS views, sum(target) AS likes FROM views GROUP BY ALL),
-                 first AS (SELECT post_id, min(day) AS first_day FROM daily GROUP BY post_id),
-                 calendar AS (SELECT CAST(range AS DATE) AS day FROM range(
-                     (SELECT min(day) FROM daily), (SELECT max(day) FROM daily) + INTERVAL 1 DAY, INTERVAL 1 DAY)),
-                 grid AS (SELECT post_id, first_day, c.day, coalesce(d.views, 0) AS views,
-                                 coalesce(d.likes, 0) AS likes
-                          FROM first JOIN calendar c ON c.day >= first_day LEFT JOIN daily d USING (post_id, day))
-            SELECT post_id, day, first_day - {EPOCH_SQL} AS first_day, {windows} FROM grid""")
+        self.con.execute(f"CREATE TABLE post_window_days AS {_window_days_sql('views', 'post_id', WINDOW_DAYS)}")
         # A decayed sum as of a row's day: sum of x_e 2^(-(day - e) / h), with exponents taken from the
         # first day of the extract so that they stay small (h >= 1 day: float64 holds ~1,000 days).
         half_life = RECENT_HALF_LIFE_DAYS
@@ -316,6 +305,9 @@ class FeatureStore:
             CREATE TABLE cluster_{variant}_all AS
             SELECT cluster, day, sum(count(*)) {window} AS views, sum(sum(target)) {window} AS likes
             FROM views JOIN clusters_{variant} USING (post_id) GROUP BY cluster, day""")
+        self.con.execute(f"""
+            CREATE TABLE cluster_{variant}_window_days AS
+            {_window_days_sql(f"views JOIN clusters_{variant} USING (post_id)", "cluster", CLUSTER_WINDOW_DAYS)}""")
         for group in CLUSTER_GROUPS:
             window = f"OVER (PARTITION BY {group}, cluster ORDER BY day)"
             self.con.execute(f"""
@@ -384,6 +376,8 @@ class FeatureStore:
         joins += [(f"collab_{name}", f"collab_{name}", keys, values) for name, (keys, values) in collab.TABLES.items()]
         joins += [(f"profile_{variant}_{group}", group, (group,), sums) for group in PROFILE_GROUPS]
         joins.append((f"cluster_{variant}_all", "cluster", ("cluster",), ("views", "likes")))
+        joins.append((f"cluster_{variant}_window_days", "cluster_window", ("cluster",),
+                      tuple(f"{kind}_{days}d" for days in CLUSTER_WINDOW_DAYS for kind in ("likes", "views"))))
         joins += [(f"cluster_{variant}_{group}", f"{group}_cluster", (group, "cluster"), ("views", "likes"))
                   for group in CLUSTER_GROUPS]  # fmt: skip
         joins += [(f"taste_{variant}_{name}", f"taste_{name}", keys, values)
@@ -556,13 +550,18 @@ def assemble(t: dict, post_vectors: np.ndarray, similarities: dict | None = None
 
 
 def _time_features(out: dict, numeric, filled) -> None:
-    """The TIME columns: recent windows and age of the post, recency and recent likes of the user."""
+    """The TIME columns: recent windows and age of the post, its text cluster's recent like-rate, recency and
+    recent likes of the user."""
     as_of, now = numeric("as_of_number"), numeric("time_days")
     for days in WINDOW_DAYS:
         likes, views = filled(f"post_window_likes_{days}d"), filled(f"post_window_views_{days}d")
         out[f"post_likes_{days}d"], out[f"post_views_{days}d"] = likes, views
         recent_rate = _smoothed(likes, views, out["post_like_rate"], RECENT_PRIOR_VIEWS)
         out[f"post_trend_{days}d"] = recent_rate / out["post_like_rate"]
+    for days in CLUSTER_WINDOW_DAYS:
+        recent_rate = _smoothed(filled(f"cluster_window_likes_{days}d"), filled(f"cluster_window_views_{days}d"),
+                                out["cluster_like_rate"], RECENT_PRIOR_VIEWS)  # fmt: skip
+        out[f"cluster_trend_{days}d"] = recent_rate / out["cluster_like_rate"]
     out["post_age_days"] = now - numeric("post_window_first_day")
     last_active = numeric("user_activity_last_active")
     out["user_days_since_active"] = as_of - last_active
@@ -575,6 +574,24 @@ def _time_features(out: dict, numeric, filled) -> None:
     out["user_topic_like_share"] = np.where(has_likes, filled("user_topic_likes") / np.maximum(user_likes, 1), np.nan)
     out["user_cluster_like_share"] = np.where(has_likes, filled("user_id_cluster_likes") / np.maximum(user_likes, 1),
                                               np.nan)  # fmt: skip
+
+
+def _window_days_sql(source: str, key: str, windows: tuple[int, ...]) -> str:
+    """Per key and calendar day from its first view on (dense, so that a window always ends the day
+    before the example's): the first day, and likes and views over the last `windows` days."""
+    sums = ", ".join(
+        f"sum({kind}) OVER (PARTITION BY {key} ORDER BY day RANGE BETWEEN INTERVAL {days - 1} DAYS PRECEDING "
+        f"AND CURRENT ROW) AS {kind}_{days}d"
+        for days in windows for kind in ("likes", "views")
+    )  # fmt: skip
+    return f"""
+        WITH daily AS (SELECT {key}, day, count(*) AS views, sum(target) AS likes FROM {source} GROUP BY ALL),
+             first AS (SELECT {key}, min(day) AS first_day FROM daily GROUP BY {key}),
+             calendar AS (SELECT CAST(range AS DATE) AS day FROM range(
+                 (SELECT min(day) FROM daily), (SELECT max(day) FROM daily) + INTERVAL 1 DAY, INTERVAL 1 DAY)),
+             grid AS (SELECT {key}, first_day, c.day, coalesce(d.views, 0) AS views, coalesce(d.likes, 0) AS likes
+                      FROM first JOIN calendar c ON c.day >= first_day LEFT JOIN daily d USING ({key}, day))
+        SELECT {key}, day, first_day - {EPOCH_SQL} AS first_day, {sums} FROM grid"""
 
 
 def _fitted_tables(folder: Path | None, names, fit) -> dict[str, pd.DataFrame]:

@@ -188,7 +188,7 @@ def tune_exposure(store: FeatureStore, model, kind: str, version_dir: Path, sett
     return best, tuning
 
 
-def _ground_truth(settings, store: FeatureStore):
+def ground_truth(settings, store: FeatureStore):
     """The generator's ground truth, if it exists and covers this extract's users and posts."""
     from recsys.truth import GroundTruth
 
@@ -210,7 +210,7 @@ def evaluate_version(version_dir: Path, settings, store: FeatureStore | None = N
     split = load_version_split(version_dir)
     trained = {kind: models.load(version_dir / f"{kind}.cbm") for kind in models.MODEL_KINDS
                if (version_dir / f"{kind}.cbm").exists()}  # fmt: skip
-    truth = _ground_truth(settings, store)
+    truth = ground_truth(settings, store)
     scorers = evaluate.Scorers(store, evaluate.standard_rankers(trained, truth, settings.seed))
     replay = evaluate.evaluate_replay(
         scorers, evaluate.replay_examples(store, *split.test, settings.train_rows, settings.seed)
