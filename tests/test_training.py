@@ -209,12 +209,17 @@ def test_embeddings_are_cached_by_content(trained, monkeypatch):
     assert np.allclose(np.linalg.norm(first, axis=1), 1, atol=1e-5)
 
 
-def test_a_served_ranking_weighs_the_probability_by_recent_exposure(trained, tiny_extract):
+def control_on_test_views(trained, rows: int):
+    """(feature store, the control model, the first `rows` views of the first test day) of the trained version."""
     settings, version_dir, _, _ = trained
     store, split = training.load_version(version_dir, settings)
-    model = models.load(version_dir / "control.cbm")
     examples = store.con.execute(f"SELECT user_id, post_id, timestamp FROM views WHERE day = DATE '{split.test[0]}' "
-                                 "ORDER BY ALL LIMIT 400").df()  # fmt: skip
+                                 f"ORDER BY ALL LIMIT {rows}").df()  # fmt: skip
+    return store, models.load(version_dir / "control.cbm"), examples
+
+
+def test_a_served_ranking_weighs_the_probability_by_recent_exposure(trained):
+    store, model, examples = control_on_test_views(trained, 400)
     frame = store.features(examples, "control")
     assert frame["post_views_1d"].nunique() > 1
     probability = models.predict(model, "control", frame)
@@ -253,11 +258,7 @@ def test_a_sparse_last_week_is_evaluated_over_a_window_with_enough_evidence(tiny
 
 
 def test_rankers_of_one_model_at_several_powers_predict_once_per_frame(trained, monkeypatch):
-    settings, version_dir, _, _ = trained
-    store, split = training.load_version(version_dir, settings)
-    model = models.load(version_dir / "control.cbm")
-    examples = store.con.execute(f"SELECT user_id, post_id, timestamp FROM views WHERE day = DATE '{split.test[0]}' "
-                                 "ORDER BY ALL LIMIT 300").df()  # fmt: skip
+    store, model, examples = control_on_test_views(trained, 300)
     frames = [store.features(examples, "control") for _ in range(2)]
     expected = {power: models.ranking_scores(model, "control", frames[0], power) for power in (0.0, 0.5, 1.0)}
     calls = []
